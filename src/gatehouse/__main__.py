@@ -1,0 +1,3 @@
+from gatehouse.cli.main import main
+
+main()

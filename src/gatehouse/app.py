@@ -1,0 +1,180 @@
+"""`create_app(settings)` builds the whole ASGI application in one visible place."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from gatehouse.errors import NotFound, Unavailable, error_body
+from gatehouse.identity.keys import KeyStore, load_secret
+from gatehouse.ledger.recorder import DatabaseSink, Recorder
+from gatehouse.providers.anthropic import AnthropicUpstream, UpstreamConfig
+from gatehouse.proxy.asgi import send_error
+from gatehouse.proxy.handler import Kind, Proxy
+from gatehouse.settings import Settings, SettingsError
+from gatehouse.store.db import Database
+from gatehouse.store.spool import Spool, SpoolDrainer
+
+
+class Services:
+    """What the app runs on, started by the lifespan and closed in reverse order."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._proxy: Proxy | None = None
+        self.db: Database | None = None
+        self.drainer: SpoolDrainer | None = None
+
+    @property
+    def proxy(self) -> Proxy:
+        if self._proxy is None:
+            raise Unavailable("Gatehouse is starting up; retry in a moment")
+        return self._proxy
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        settings = self.settings
+        if not settings.upstream_url:
+            raise SettingsError(
+                "no upstream: set GATEHOUSE_UPSTREAM_URL (and GATEHOUSE_UPSTREAM_API_KEY), "
+                "or run `gatehouse serve` without either to use the built-in simulator"
+            )
+        async with contextlib.AsyncExitStack() as stack:
+            db = await Database.open(settings.resolved_database_url)
+            stack.push_async_callback(db.close)
+            spool = Spool(settings.spool_dir, sync_interval=settings.spool_sync_interval)
+            await spool.open()
+            stack.push_async_callback(spool.close)
+            drainer = SpoolDrainer(spool, DatabaseSink(db))
+            await drainer.start()
+            stack.push_async_callback(drainer.close)
+            keys = KeyStore(
+                db,
+                load_secret(settings.secret_key, settings.data_dir),
+                refresh_interval=settings.key_refresh_interval,
+            )
+            await keys.start()
+            stack.push_async_callback(keys.close)
+            upstream = AnthropicUpstream(
+                UpstreamConfig(
+                    base_url=settings.upstream_url,
+                    api_key=settings.upstream_api_key,
+                    connect_timeout=settings.upstream_connect_timeout,
+                    header_timeout=settings.upstream_header_timeout,
+                    idle_timeout=settings.upstream_idle_timeout,
+                )
+            )
+            await upstream.start()
+            stack.push_async_callback(upstream.close)
+            self.db, self.drainer = db, drainer
+            self._proxy = Proxy(
+                keys=keys,
+                upstream=upstream,
+                recorder=Recorder(spool),
+                max_body_bytes=settings.max_body_bytes,
+            )
+            try:
+                yield
+            finally:
+                self._proxy = None
+
+
+class ProxyEndpoint:
+    """A raw ASGI endpoint: Starlette treats class instances as ASGI apps, skipping Request."""
+
+    def __init__(self, services: Services, kind: Kind) -> None:
+        self.services = services
+        self.kind = kind
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            proxy = self.services.proxy
+        except Unavailable as exc:
+            await send_error(send, exc)
+            return
+        await proxy.handle(self.kind, scope, receive, send)
+
+
+def create_app(settings: Settings) -> Starlette:
+    services = Services(settings)
+
+    async def healthz(request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, object] = {}
+        ready = services.db is not None and services.drainer is not None
+        if services.db is not None:
+            try:
+                await services.db.ping()
+                checks["database"] = "ok"
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                checks["database"] = f"unreachable: {exc}"
+                ready = False
+        if services.drainer is not None:
+            checks["spool_backlog"] = services.drainer.backlog
+            checks["spool"] = "draining" if services.drainer.healthy else "stalled"
+            if services.drainer.last_error:
+                checks["spool_last_error"] = services.drainer.last_error
+            ready = ready and services.drainer.healthy
+        checks["status"] = "ready" if ready else "not ready"
+        return _json(checks, status=200 if ready else 503)
+
+    async def hello(request: Request) -> Response:
+        # Claude Code's best-effort warm-up probe (HEAD /api/hello).
+        return Response(status_code=200)
+
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_error(send, NotFound(f"no route for {scope['method']} {scope['path']}"))
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/api/hello", hello, methods=["GET", "HEAD"]),
+        Route("/v1/messages", ProxyEndpoint(services, Kind.MESSAGES), methods=["POST"]),
+        Route(
+            "/v1/messages/count_tokens",
+            ProxyEndpoint(services, Kind.COUNT_TOKENS),
+            methods=["POST"],
+        ),
+        Route("/v1/{rest:path}", ProxyEndpoint(services, Kind.PASSTHROUGH)),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with services.running():
+            yield
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's own refusals (405 and the like), in Anthropic's shape.
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        error_type = _ERROR_TYPES.get(status, "invalid_request_error")
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        return Response(
+            error_body(error_type, f"{request.method} {request.url.path}: {detail}"),
+            status_code=status,
+            media_type="application/json",
+            headers={"x-should-retry": "false"},
+        )
+
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
+    )
+    app.router.default = not_found
+    app.state.services = services
+    return app
+
+
+_ERROR_TYPES = {404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large"}
+
+
+def _json(data: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")

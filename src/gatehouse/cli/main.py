@@ -1,0 +1,342 @@
+"""The `gatehouse` command: serve, sim, demo, keys, usage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+import uvicorn
+import uvloop
+from rich.console import Console
+from rich.table import Table
+
+from gatehouse.app import create_app
+from gatehouse.cli.processes import simulator, uvicorn_config
+from gatehouse.errors import GatewayError
+from gatehouse.identity.keys import NewKey, load_secret, mint_key, parse_duration
+from gatehouse.ledger.usage import UsageRecord
+from gatehouse.settings import Settings
+from gatehouse.store.db import Database
+
+app = typer.Typer(
+    help="Gatehouse: the control plane in front of Claude Code.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="Create, list and revoke developer keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+out = Console()
+err = Console(stderr=True)
+
+ANTHROPIC_API = "https://api.anthropic.com"
+
+
+def main() -> None:
+    try:
+        app()
+    except GatewayError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(2)
+
+
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    db = await Database.open(settings.resolved_database_url)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+def _run(coro: Awaitable[Any]) -> Any:
+    async def wrapper() -> Any:
+        return await coro
+
+    return uvloop.run(wrapper())
+
+
+@contextlib.contextmanager
+def _upstream(settings: Settings) -> Any:
+    """Settings with an upstream: the configured one, Anthropic's, or a child simulator."""
+    if settings.upstream_url:
+        yield settings
+    elif settings.upstream_api_key:
+        yield dataclasses.replace(settings, upstream_url=ANTHROPIC_API)
+    else:
+        with simulator() as url:
+            err.print(
+                f"[yellow]No upstream configured:[/yellow] using the built-in simulator at {url}.\n"
+                "Set GATEHOUSE_UPSTREAM_API_KEY (and GATEHOUSE_UPSTREAM_URL) for the real API."
+            )
+            yield dataclasses.replace(settings, upstream_url=url)
+
+
+def _serve(settings: Settings, after_start: Callable[[str], Awaitable[None]] | None = None) -> None:
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings.host, settings.port))
+
+    async def run() -> None:
+        tasks = [asyncio.ensure_future(server.serve())]
+        if after_start is not None:
+
+            async def then() -> None:
+                while not server.started:
+                    if tasks[0].done():
+                        return
+                    await asyncio.sleep(0.05)
+                await after_start(f"http://{settings.host}:{settings.port}")
+
+            tasks.append(asyncio.ensure_future(then()))
+        await asyncio.gather(*tasks)
+
+    uvloop.run(run())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the gateway (with the simulator as upstream when none is configured)."""
+    settings = Settings.load(host=host, port=port)
+    with _upstream(settings) as ready:
+        err.print(f"Gatehouse listening on http://{ready.host}:{ready.port} → {ready.upstream_url}")
+        _serve(ready)
+
+
+@app.command()
+def sim(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
+    scenario: Annotated[
+        Path | None, typer.Option(help="Scenario file (YAML or JSON) of scripted replies.")
+    ] = None,
+) -> None:
+    """Run the Anthropic Messages API simulator."""
+    from gatehouse.sim.app import create_sim_app
+
+    server = uvicorn.Server(uvicorn_config(create_sim_app(scenario), host, port))
+    server.run()
+
+
+@app.command()
+def demo(
+    replay: Annotated[
+        bool, typer.Option(help="Also drive a few Claude Code–shaped sessions and show usage.")
+    ] = False,
+) -> None:
+    """Start Gatehouse on SQLite with a demo key; print how to point Claude Code at it."""
+    from gatehouse.sim.traffic import replay_sessions
+
+    settings = Settings.load()
+    key = _run(_demo_key(settings))
+    base = f"http://{settings.host}:{settings.port}"
+    out.print("\nPoint Claude Code at Gatehouse (paste into your shell):\n")
+    out.print(f"  export ANTHROPIC_BASE_URL={base}", highlight=False)
+    out.print(f"  export ANTHROPIC_AUTH_TOKEN={key}", highlight=False)
+    out.print("  export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1\n", highlight=False)
+
+    async def after_start(url: str) -> None:
+        if replay:
+            await replay_sessions(url, key)
+            async with _database(settings) as db:
+                await asyncio.sleep(0.2)  # let the spool drain what the replay just wrote
+                _usage_table(await db.query_usage(limit=50))
+        out.print(f"Gatehouse is serving on {url}. Ctrl-C to stop.")
+
+    with _upstream(settings) as ready:
+        _serve(ready, after_start)
+
+
+async def _demo_key(settings: Settings) -> str:
+    """Reuse the demo key kept in the data directory while it is still valid."""
+    path = settings.data_dir / "demo_key"
+    secret = load_secret(settings.secret_key, settings.data_dir)
+    async with _database(settings) as db:
+        if path.exists():
+            existing = path.read_text().strip()
+            from gatehouse.identity.keys import digest
+
+            wanted = digest(secret, existing)
+            for key in await db.list_keys():
+                if key.digest == wanted and key.revoked_at is None:
+                    return existing
+        new = mint_key(secret, email="demo@example.com", team="demo")
+        await db.insert_key(new.record)
+    path.write_text(new.secret + "\n")
+    path.chmod(0o600)
+    return new.secret
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option(help="The human the key belongs to (email).")],
+    team: Annotated[str, typer.Option(help="Team for attribution and budgets.")] = "",
+    expires: Annotated[str | None, typer.Option(help="Lifetime such as 30d or 12h.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {id, key} as JSON.")] = False,
+) -> None:
+    """Create a key; it is printed once and only its digest is stored."""
+    settings = Settings.load()
+    expires_in = parse_duration(expires) if expires else None
+    new: NewKey = mint_key(
+        load_secret(settings.secret_key, settings.data_dir),
+        email=user,
+        team=team,
+        expires_in=expires_in,
+    )
+
+    async def store() -> None:
+        async with _database(settings) as db:
+            await db.insert_key(new.record)
+
+    _run(store())
+    if as_json:
+        sys.stdout.write(orjson.dumps({"id": new.record.id, "key": new.secret}).decode() + "\n")
+        return
+    out.print(f"Key {new.record.id} for {user}" + (f" (team {team})" if team else ""))
+    out.print(new.secret, highlight=False)
+    err.print("[dim]Shown once; Gatehouse keeps only its digest.[/dim]")
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+) -> None:
+    """List keys (never their secrets)."""
+    settings = Settings.load()
+
+    async def load() -> list[Any]:
+        async with _database(settings) as db:
+            return await db.list_keys()
+
+    keys = _run(load())
+    now = time.time()
+    if as_json:
+        for k in keys:
+            row = {
+                "id": k.id,
+                "user": k.email,
+                "team": k.team,
+                "roles": list(k.roles),
+                "created_at": _iso(k.created_at),
+                "expires_at": _iso(k.expires_at),
+                "revoked_at": _iso(k.revoked_at),
+                "status": _key_status(k, now),
+            }
+            sys.stdout.write(orjson.dumps(row).decode() + "\n")
+        return
+    table = Table("id", "user", "team", "created", "expires", "status")
+    for k in keys:
+        table.add_row(
+            k.id,
+            k.email,
+            k.team,
+            _iso(k.created_at),
+            _iso(k.expires_at) or "-",
+            _key_status(k, now),
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from keys list).")],
+) -> None:
+    """Revoke a key; running gateways refuse it within a second."""
+    settings = Settings.load()
+    key_id = key_id.removeprefix("ghk_").split("_", 1)[0]
+
+    async def revoke() -> bool:
+        async with _database(settings) as db:
+            return await db.revoke_key(key_id, time.time())
+
+    if not _run(revoke()):
+        err.print(f"[red]error:[/red] no active key with id {key_id!r}")
+        raise typer.Exit(1)
+    out.print(f"Revoked key {key_id}.")
+
+
+@app.command()
+def usage(
+    since: Annotated[str, typer.Option(help="How far back, such as 1h or 7d.")] = "24h",
+    limit: Annotated[int, typer.Option(help="At most this many records.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, one record each.")] = False,
+) -> None:
+    """List usage records, newest first."""
+    settings = Settings.load()
+    cutoff = time.time() - parse_duration(since)
+
+    async def load() -> list[UsageRecord]:
+        async with _database(settings) as db:
+            return await db.query_usage(since=cutoff, limit=limit)
+
+    records = _run(load())
+    if as_json:
+        for r in records:
+            row = r.to_dict()
+            row["model"] = r.model_served or r.model_requested
+            row["time"] = _iso(r.ts)
+            sys.stdout.write(orjson.dumps(row).decode() + "\n")
+        return
+    _usage_table(records)
+
+
+@app.command()
+def config() -> None:
+    """Show the settings in effect (secrets masked)."""
+    for name, value in Settings.load().describe().items():
+        out.print(f"{name} = {value}", highlight=False)
+
+
+def _usage_table(records: list[UsageRecord]) -> None:
+    table = Table(
+        "time",
+        "developer",
+        "repository",
+        "session",
+        "model",
+        "in",
+        "out",
+        "cache w",
+        "cache r",
+        "status",
+        "ttfb ms",
+    )
+    for r in records:
+        table.add_row(
+            _iso(r.ts)[11:19],
+            r.developer,
+            r.repository,
+            r.session_id[:8],
+            r.model_served or r.model_requested,
+            str(r.input_tokens),
+            str(r.output_tokens),
+            str(r.cache_creation_input_tokens),
+            str(r.cache_read_input_tokens),
+            str(r.status) + (f" {r.error_type}" if r.error_type else ""),
+            f"{r.ttfb_ms:.1f}" if r.ttfb_ms is not None else "-",
+        )
+    out.print(table)
+
+
+def _key_status(key: Any, now: float) -> str:
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")

@@ -1,0 +1,201 @@
+"""Developer keys: minting, digests, and the in-memory snapshot every request checks.
+
+A key is shown once when it is created; only ``HMAC-SHA256(secret, key)`` is
+stored.  Requests are authenticated against an in-memory snapshot of all keys
+(revoked and expired ones included, so the refusal can say why), refreshed
+when the ``keys`` revision in the database moves: no database round-trip per
+request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import string
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gatehouse.errors import AuthenticationFailed, InvalidRequest
+from gatehouse.identity.principal import ApiKey, Principal
+from gatehouse.store.db import Database
+
+log = logging.getLogger("gatehouse.identity")
+
+KEY_PREFIX = "ghk_"
+_ALPHABET = string.ascii_letters + string.digits
+_KEY_SHAPE = re.compile(r"^ghk_([a-z0-9]{8})_[A-Za-z0-9]{32,}$")
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+HOW_TO_GET_A_KEY = (
+    "Ask your platform team for a Gatehouse key (gatehouse keys create --user YOU) "
+    "and set it as ANTHROPIC_AUTH_TOKEN for Claude Code."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A freshly minted key: ``secret`` is shown once and never stored."""
+
+    record: ApiKey
+    secret: str
+
+
+def load_secret(secret_key: str, data_dir: Path) -> bytes:
+    """The HMAC secret: the configured one, else a generated file kept in ``data_dir``."""
+    if secret_key:
+        return secret_key.encode()
+    path = data_dir / "secret_key"
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(value)
+    return value
+
+
+def digest(secret: bytes, key: str) -> str:
+    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+
+
+def parse_duration(text: str) -> float:
+    """``30d``, ``12h``, ``90m`` → seconds."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise InvalidRequest(f"cannot read duration {text!r}: use a number and s, m, h, d or w")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def mint_key(
+    secret: bytes,
+    *,
+    email: str,
+    team: str = "",
+    roles: tuple[str, ...] = ("developer",),
+    expires_in: float | None = None,
+    now: float | None = None,
+) -> NewKey:
+    if "@" not in email:
+        raise InvalidRequest(f"{email!r} is not an email address; keys belong to one human")
+    now = time.time() if now is None else now
+    key_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    body = "".join(secrets.choice(_ALPHABET) for _ in range(40))
+    plain = f"{KEY_PREFIX}{key_id}_{body}"
+    record = ApiKey(
+        id=key_id,
+        digest=digest(secret, plain),
+        email=email,
+        team=team,
+        roles=roles,
+        created_at=now,
+        expires_at=None if expires_in is None else now + expires_in,
+    )
+    return NewKey(record=record, secret=plain)
+
+
+def credential_from_headers(headers: Mapping[str, str]) -> str:
+    """The presented key: ``x-api-key`` or ``Authorization: Bearer`` (apiKeyHelper sends both)."""
+    key = headers.get("x-api-key", "").strip()
+    if key:
+        return key
+    auth = headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    return ""
+
+
+class KeyStore:
+    """The in-memory key snapshot.  ``authenticate`` never awaits."""
+
+    def __init__(self, db: Database, secret: bytes, *, refresh_interval: float = 1.0) -> None:
+        self._db = db
+        self._secret = secret
+        self._interval = refresh_interval
+        self._by_digest: dict[str, ApiKey] = {}
+        self._revision = -1
+        self._last_load = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.refresh(force=True)
+        self._task = asyncio.create_task(self._poll(), name="gatehouse-key-refresh")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Reload the snapshot if the database's key revision moved."""
+        async with self._lock:
+            revision = await self._db.keys_revision()
+            if revision == self._revision and not force:
+                return
+            keys = await self._db.list_keys()
+            self._by_digest = {k.digest: k for k in keys}
+            self._revision = revision
+            self._last_load = time.monotonic()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.refresh()
+            except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
+                log.warning("key refresh failed, serving the last snapshot: %s", exc)
+
+    def lookup(self, key: str) -> ApiKey | None:
+        return self._by_digest.get(digest(self._secret, key))
+
+    def authenticate(self, headers: Mapping[str, str], *, now: float | None = None) -> Principal:
+        """Resolve the request's credential to a Principal, or refuse with a message that helps."""
+        key = credential_from_headers(headers)
+        if not key:
+            raise AuthenticationFailed(
+                "No Gatehouse key on this request: send it as x-api-key or "
+                "'Authorization: Bearer'. " + HOW_TO_GET_A_KEY
+            )
+        record = self.lookup(key)
+        if record is None:
+            shape = _KEY_SHAPE.match(key)
+            named = f"key ghk_{shape.group(1)}…" if shape else "the key on this request"
+            raise AuthenticationFailed(
+                f"Gatehouse does not recognise {named}. Check ANTHROPIC_AUTH_TOKEN, "
+                f"ANTHROPIC_API_KEY or your apiKeyHelper. " + HOW_TO_GET_A_KEY
+            )
+        now = time.time() if now is None else now
+        if record.revoked_at is not None:
+            raise AuthenticationFailed(
+                f"Gatehouse key ghk_{record.id}… for {record.email} was revoked on "
+                f"{_day(record.revoked_at)}. " + HOW_TO_GET_A_KEY
+            )
+        if record.expires_at is not None and record.expires_at <= now:
+            raise AuthenticationFailed(
+                f"Gatehouse key ghk_{record.id}… for {record.email} expired on "
+                f"{_day(record.expires_at)}. " + HOW_TO_GET_A_KEY
+            )
+        return record.principal()
+
+    def needs_reload(self) -> bool:
+        """After a miss: is it worth one early reload (a key just created elsewhere)?"""
+        return time.monotonic() - self._last_load > min(self._interval, 0.5)
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")

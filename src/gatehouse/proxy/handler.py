@@ -1,0 +1,266 @@
+"""The data plane: authenticate, attribute, forward, relay, record.
+
+One `Exchange` per request.  The upstream exchange runs as its own task raced
+against the client's disconnect, so a client that hangs up cancels the
+upstream request at once and its usage is still recorded.  Response bytes are
+relayed as they arrive; the usage record of a stream is made durable before
+the chunk carrying ``message_stop`` is released, so a client that saw its
+response complete always has its record, even across ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from gatehouse.errors import GatewayError, InvalidRequest
+from gatehouse.identity.keys import KeyStore
+from gatehouse.ledger.recorder import Recorder
+from gatehouse.ledger.usage import UsageRecord
+from gatehouse.providers.anthropic import (
+    HOP_BY_HOP,
+    AnthropicUpstream,
+    UpstreamResponse,
+    forwardable,
+)
+from gatehouse.proxy.asgi import ClientGone, header_map, read_body, send_error
+from gatehouse.proxy.attribution import attribute
+from gatehouse.proxy.sse import UsageTee, apply_json_response
+
+# The client's own credential never leaves Gatehouse; the upstream's replaces it.
+# Accept-Encoding is left to the upstream client, which decompresses what it reads.
+log = logging.getLogger("gatehouse.proxy")
+
+_NOT_FORWARDED = frozenset({"authorization", "x-api-key", "accept-encoding"})
+
+
+class Kind(enum.Enum):
+    MESSAGES = "messages"
+    COUNT_TOKENS = "count_tokens"
+    PASSTHROUGH = "passthrough"
+
+
+class Proxy:
+    """Everything the `/v1` endpoints share; built once by `create_app`."""
+
+    def __init__(
+        self,
+        *,
+        keys: KeyStore,
+        upstream: AnthropicUpstream,
+        recorder: Recorder,
+        max_body_bytes: int,
+    ) -> None:
+        self.keys = keys
+        self.upstream = upstream
+        self.recorder = recorder
+        self.max_body_bytes = max_body_bytes
+
+    async def handle(self, kind: Kind, scope: Scope, receive: Receive, send: Send) -> None:
+        await Exchange(self, kind, scope, receive, send).run()
+
+
+class Exchange:
+    def __init__(self, proxy: Proxy, kind: Kind, scope: Scope, receive: Receive, send: Send):
+        self.proxy = proxy
+        self.kind = kind
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.started = time.perf_counter()
+        self.request_id = "gh_" + uuid.uuid4().hex[:24]
+        self.record = UsageRecord(endpoint=scope["path"])
+        self.response_started = False
+        self.recorded = False
+        self.disconnected = False
+        self._upstream_response: UpstreamResponse | None = None
+
+    async def run(self) -> None:
+        try:
+            await self._handle()
+        except Exception:
+            # A bug, not a refusal: log it here, show the client an Anthropic-shaped 500.
+            log.exception("unexpected error in request %s", self.request_id)
+            await self._refuse(
+                GatewayError(f"internal error in Gatehouse (request {self.request_id})")
+            )
+        finally:
+            await self._finish()
+
+    async def _handle(self) -> None:
+        try:
+            body = await self._admit()
+        except ClientGone:
+            self.disconnected = True
+            self.record.error_type = "client_disconnected"
+            return
+        except GatewayError as exc:
+            await self._refuse(exc)
+            return
+        await self._race(body)
+
+    async def _admit(self) -> bytes:
+        """Authenticate and read the request; everything decided before going upstream."""
+        headers = header_map(self.scope["headers"])
+        principal = self.proxy.keys.authenticate(headers)
+        record = self.record
+        record.key_id = principal.key_id
+        record.developer = principal.email
+        record.team = principal.team
+        body = await read_body(self.receive, headers, self.proxy.max_body_bytes)
+        if self.kind is Kind.PASSTHROUGH:
+            return body
+        parsed = parse_messages_body(body)
+        who = attribute(headers, parsed)
+        record.session_id = who.session_id
+        record.client = who.client
+        record.client_version = who.client_version
+        record.request_class = who.request_class
+        record.repository = who.repository
+        record.repository_source = who.repository_source
+        model = parsed.get("model")
+        record.model_requested = model if isinstance(model, str) else ""
+        record.streamed = parsed.get("stream") is True
+        return body
+
+    async def _race(self, body: bytes) -> None:
+        """Run the upstream exchange against the client's disconnect."""
+        exchange = asyncio.ensure_future(self._forward(body))
+        watcher = asyncio.ensure_future(self._wait_for_disconnect())
+        try:
+            await asyncio.wait((exchange, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not exchange.done():
+                exchange.cancel()
+                # Let the exchange close the upstream response before we go on.
+                await asyncio.wait((exchange,))
+        if exchange.cancelled() or self.disconnected:
+            self.record.client_disconnected = True
+            self.record.error_type = self.record.error_type or "client_disconnected"
+            return
+        error = exchange.exception()
+        if isinstance(error, GatewayError):
+            await self._refuse(error)
+        elif error is not None:
+            raise error
+
+    async def _wait_for_disconnect(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        self.disconnected = True
+
+    async def _forward(self, body: bytes) -> None:
+        scope = self.scope
+        query = scope.get("query_string", b"")
+        target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        headers = forwardable(scope["headers"], drop=_NOT_FORWARDED)
+        response = await self.proxy.upstream.send(scope["method"], target, headers, body)
+        self._upstream_response = response
+        try:
+            await self._relay(response)
+        finally:
+            response.close()
+
+    async def _relay(self, response: UpstreamResponse) -> None:
+        record = self.record
+        record.status = response.status
+        record.upstream_request_id = response.header("request-id")
+        headers = self._response_headers(response)
+        content_type = response.header("content-type")
+        if content_type.startswith("application/json"):
+            payload = await response.read()
+            apply_json_response(record, payload)
+            self._first_byte()
+            await self._record()
+            await self._start(response.status, headers)
+            await self._body(payload, more=False)
+            return
+        await self._start(response.status, headers)
+        tee = UsageTee(record) if content_type.startswith("text/event-stream") else None
+        try:
+            async for chunk in response.chunks():
+                if record.ttfb_ms is None:
+                    self._first_byte()
+                if tee is not None and tee.feed(chunk) and not self.recorded:
+                    await self._record()
+                await self._body(chunk, more=True)
+        except GatewayError as exc:
+            # Headers are gone already: say what happened the way the Messages API
+            # does mid-stream, so clients (Claude Code retries these) see an error.
+            record.error_type = exc.error_type
+            if tee is not None:
+                await self._body(sse_error(exc), more=True)
+        await self._body(b"", more=False)
+        if tee is not None and not tee.finished and not record.error_type:
+            record.error_type = "incomplete_stream"
+
+    def _response_headers(self, response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
+        out = [
+            (name, value)
+            for name, value in response.headers
+            if name.decode("latin-1").lower() not in HOP_BY_HOP
+        ]
+        out.append((b"x-gatehouse-request-id", self.request_id.encode()))
+        return out
+
+    async def _start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.response_started = True
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
+    def _first_byte(self) -> None:
+        self.record.ttfb_ms = (time.perf_counter() - self.started) * 1000
+
+    async def _body(self, chunk: bytes, *, more: bool) -> None:
+        await self.send({"type": "http.response.body", "body": chunk, "more_body": more})
+
+    async def _refuse(self, error: GatewayError) -> None:
+        self.record.status = error.status
+        self.record.error_type = error.error_type
+        if self.response_started:
+            return  # mid-stream: the client sees the stream end; the record says why
+        self._first_byte()
+        await send_error(self.send, error, [(b"x-gatehouse-request-id", self.request_id.encode())])
+        self.response_started = True
+
+    async def _record(self) -> None:
+        """Make the usage record durable (idempotent; shielded from cancellation)."""
+        if self.recorded:
+            return
+        self.recorded = True
+        self.record.duration_ms = (time.perf_counter() - self.started) * 1000
+        await asyncio.shield(self.proxy.recorder.record(self.record))
+
+    async def _finish(self) -> None:
+        if not self.recorded:
+            await self._record()
+
+
+def sse_error(error: GatewayError) -> bytes:
+    return b"event: error\ndata: " + error.body() + b"\n\n"
+
+
+def parse_messages_body(body: bytes) -> dict[str, Any]:
+    """Parse for decisions only; the original bytes are what goes upstream."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidRequest("request body must be a JSON object with `model` and `messages`")
+    model = parsed.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest(
+            "`model` is required: name the Claude model to use (for example claude-sonnet-4-6)"
+        )
+    messages = parsed.get("messages")
+    if not isinstance(messages, list):
+        raise InvalidRequest("`messages` is required and must be a list of message objects")
+    return parsed

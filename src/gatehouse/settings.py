@@ -1,0 +1,155 @@
+"""Typed settings, declared once with their defaults and help text.
+
+Values come from (lowest to highest precedence) the defaults below, an optional
+YAML file named by ``GATEHOUSE_CONFIG``, and ``GATEHOUSE_*`` environment
+variables.  Secrets may be given in YAML as ``{"$env": "NAME"}`` or
+``{"$file": "/path"}`` so they are never inlined in a config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gatehouse.errors import GatewayError
+
+
+class SettingsError(GatewayError):
+    """A setting is missing or malformed; raised at start-up, never per request."""
+
+
+def _setting(default: Any, help: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = _setting(
+        Path(".gatehouse"), "Directory for the SQLite database, the spool and the local secret."
+    )
+    database_url: str = _setting(
+        "", "SQLAlchemy URL; empty means SQLite in data_dir. postgresql://… for PostgreSQL."
+    )
+    upstream_url: str = _setting(
+        "", "Base URL of the Anthropic-compatible upstream (https://api.anthropic.com)."
+    )
+    upstream_api_key: str = _setting(
+        "", "The key Gatehouse presents upstream in place of the developer's.", secret=True
+    )
+    redis_url: str = _setting("", "Optional Redis URL for state shared across replicas.")
+    secret_key: str = _setting(
+        "",
+        "HMAC secret for key digests; empty means a generated file in data_dir. "
+        "Set it explicitly when several replicas share one database.",
+        secret=True,
+    )
+    host: str = _setting("127.0.0.1", "Address `gatehouse serve` listens on.")
+    port: int = _setting(8080, "Port `gatehouse serve` listens on.")
+    max_body_bytes: int = _setting(32 * 1024 * 1024, "Largest request body accepted (bytes).")
+    upstream_connect_timeout: float = _setting(10.0, "Seconds to connect to the upstream.")
+    upstream_header_timeout: float = _setting(
+        600.0, "Seconds to wait for the upstream's response headers."
+    )
+    upstream_idle_timeout: float = _setting(
+        600.0,
+        "Seconds a response stream may stay silent before it is cut "
+        "(Claude Code itself allows 300).",
+    )
+    key_refresh_interval: float = _setting(
+        1.0, "Seconds between checks for key changes made by other processes."
+    )
+    spool_sync_interval: float = _setting(
+        0.0,
+        "Extra wait (seconds) to group usage records into one fsync; 0 syncs as soon as "
+        "the previous fsync ends, which still groups records under load.",
+    )
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return normalize_database_url(
+            self.database_url or f"sqlite:///{self.data_dir}/gatehouse.db"
+        )
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from YAML (``GATEHOUSE_CONFIG``), then the environment, then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        config_path = env.get("GATEHOUSE_CONFIG")
+        if config_path:
+            values.update(_read_yaml(Path(config_path), env))
+        for f in dataclasses.fields(cls):
+            name = "GATEHOUSE_" + f.name.upper()
+            if name in env:
+                values[f.name] = env[name]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+
+    def describe(self) -> dict[str, str]:
+        """Every setting with secrets masked, for `gatehouse config` and start-up logs."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = "****" if f.metadata["secret"] and value else str(value)
+        return out
+
+
+def normalize_database_url(url: str) -> str:
+    """Map plain URLs onto the async drivers Gatehouse uses."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    return url
+
+
+def _coerce(cls: type[Settings], name: str, value: Any) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if name not in fields:
+        raise SettingsError(f"unknown setting {name!r}")
+    default = fields[name].default
+    kind = type(default)
+    try:
+        if isinstance(default, Path):
+            return Path(value)
+        if kind in (int, float):
+            return kind(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting {name!r}: {value!r} is not a valid {kind.__name__}") from exc
+
+
+def _read_yaml(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a mapping of settings")
+    return {k: _resolve_secret(k, v, env) for k, v in data.items()}
+
+
+def _resolve_secret(name: str, value: Any, env: Mapping[str, str]) -> Any:
+    if not isinstance(value, dict):
+        return value
+    if "$env" in value:
+        var = value["$env"]
+        if var not in env:
+            raise SettingsError(f"setting {name!r} refers to ${var}, which is not set")
+        return env[var]
+    if "$file" in value:
+        try:
+            return Path(value["$file"]).read_text().strip()
+        except OSError as exc:
+            raise SettingsError(f"setting {name!r}: cannot read {value['$file']}: {exc}") from exc
+    raise SettingsError(f"setting {name!r} must be a value, {{$env: NAME}} or {{$file: PATH}}")

@@ -1,0 +1,120 @@
+"""The database schema, in SQLAlchemy Core.
+
+This is the source of truth the Alembic migrations in ``migrations/versions``
+are written to match; ``tests/services/test_database.py`` checks that a
+migrated database has exactly these tables, columns and indexes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from gatehouse.identity.principal import ApiKey
+from gatehouse.ledger.usage import UsageRecord
+
+metadata = sa.MetaData()
+
+KEYS_REVISION = "keys"
+"""Name of the ``revisions`` row bumped with every change to ``api_keys``."""
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("digest", sa.String(128), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("team", sa.String(200), nullable=False),
+    sa.Column("roles", sa.String(500), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=True),
+    sa.Column("revoked_at", sa.Double, nullable=True),
+    sa.Index("ix_api_keys_digest", "digest", unique=True),
+)
+
+# One tiny row per snapshot that gateways keep in memory: a gateway polls the
+# value and reloads the snapshot only when it changed.
+revisions = sa.Table(
+    "revisions",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+usage_records = sa.Table(
+    "usage_records",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("ts", sa.Double, nullable=False),
+    sa.Column("key_id", sa.String, nullable=False),
+    sa.Column("developer", sa.String, nullable=False),
+    sa.Column("team", sa.String, nullable=False),
+    sa.Column("repository", sa.String, nullable=False),
+    sa.Column("repository_source", sa.String, nullable=False),
+    sa.Column("session_id", sa.String, nullable=False),
+    sa.Column("client", sa.String, nullable=False),
+    sa.Column("client_version", sa.String, nullable=False),
+    sa.Column("request_class", sa.String, nullable=False),
+    sa.Column("endpoint", sa.String, nullable=False),
+    sa.Column("model_requested", sa.String, nullable=False),
+    sa.Column("model_served", sa.String, nullable=False),
+    sa.Column("streamed", sa.Boolean, nullable=False),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_creation_input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_read_input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_creation_5m_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cache_creation_1h_tokens", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error_type", sa.String, nullable=False),
+    sa.Column("stop_reason", sa.String, nullable=False),
+    sa.Column("ttfb_ms", sa.Double, nullable=True),
+    sa.Column("duration_ms", sa.Double, nullable=False),
+    sa.Column("upstream_request_id", sa.String, nullable=False),
+    sa.Column("client_disconnected", sa.Boolean, nullable=False),
+    sa.Index("ix_usage_records_ts", "ts"),
+    sa.Index("ix_usage_records_session_id", "session_id"),
+    sa.Index("ix_usage_records_developer_ts", "developer", "ts"),
+)
+
+
+def key_to_row(key: ApiKey) -> dict[str, Any]:
+    if any("," in role or not role for role in key.roles):
+        raise ValueError(f"roles must be non-empty and free of commas: {key.roles!r}")
+    return {
+        "id": key.id,
+        "digest": key.digest,
+        "email": key.email,
+        "team": key.team,
+        "roles": ",".join(key.roles),
+        "created_at": key.created_at,
+        "expires_at": key.expires_at,
+        "revoked_at": key.revoked_at,
+    }
+
+
+def row_to_key(row: sa.RowMapping) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        digest=row["digest"],
+        email=row["email"],
+        team=row["team"],
+        roles=tuple(role for role in row["roles"].split(",") if role),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def usage_to_row(record: UsageRecord) -> dict[str, Any]:
+    # PostgreSQL rejects NUL in text; a model name from a request body could
+    # carry one, and a record that can never be stored would stall the spool.
+    return {
+        name: value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+        for name, value in record.to_dict().items()
+    }
+
+
+def row_to_usage(row: sa.RowMapping) -> UsageRecord:
+    return UsageRecord(**dict(row))

@@ -1,0 +1,96 @@
+"""Gatehouse as a real process on a real socket, for real clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gatehouse.cli.processes import free_port, wait_for_port
+
+
+@dataclass
+class GatewayProcess:
+    """`gatehouse serve` in a child process, and the CLI pointed at the same data."""
+
+    env: dict[str, str]
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    keys: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gatehouse", "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_port("127.0.0.1", self.port)
+        except TimeoutError:
+            self.stop()
+            raise AssertionError(f"gateway did not start:\n{self.log.read_text()}") from None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush — what a crash looks like."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            self.process = None
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "gatehouse", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def new_key(self, user: str = "dev@example.com", team: str = "payments") -> str:
+        created = orjson.loads(self.cli("keys", "create", "--user", user, "--team", team, "--json"))
+        return str(created["key"])
+
+    def usage(self) -> list[dict[str, object]]:
+        lines = self.cli("usage", "--since", "1h", "--json").splitlines()
+        return [orjson.loads(line) for line in lines]
+
+
+@pytest.fixture
+def gateway_process(tmp_path: Path, sim_url: str) -> Iterator[GatewayProcess]:
+    env = {
+        **os.environ,
+        "GATEHOUSE_DATA_DIR": str(tmp_path / "data"),
+        "GATEHOUSE_UPSTREAM_URL": sim_url,
+        "GATEHOUSE_SECRET_KEY": "e2e-secret",
+        "GATEHOUSE_KEY_REFRESH_INTERVAL": "0.1",
+    }
+    env.pop("GATEHOUSE_DATABASE_URL", None)
+    gw = GatewayProcess(env=env, port=free_port(), log=tmp_path / "gateway.log")
+    gw.start()
+    yield gw
+    gw.stop()

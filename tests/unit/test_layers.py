@@ -1,0 +1,64 @@
+"""Layers import only downward (STYLE.md): pure decisions never import I/O or the app."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parents[2] / "src" / "gatehouse"
+
+# module prefix → what it may not import
+FORBIDDEN = {
+    "gatehouse.errors": ("gatehouse.",),
+    "gatehouse.settings": ("gatehouse.store", "gatehouse.proxy", "gatehouse.app", "gatehouse.cli"),
+    "gatehouse.identity.principal": ("gatehouse.",),
+    "gatehouse.ledger.usage": ("gatehouse.",),
+    "gatehouse.proxy.attribution": ("gatehouse.",),
+    "gatehouse.proxy.sse": ("gatehouse.store", "gatehouse.providers", "gatehouse.app"),
+    "gatehouse.store": (
+        "gatehouse.proxy",
+        "gatehouse.identity.keys",
+        "gatehouse.app",
+        "gatehouse.cli",
+        "gatehouse.sim",
+        "gatehouse.providers",
+    ),
+    "gatehouse.providers": ("gatehouse.proxy", "gatehouse.store", "gatehouse.app", "gatehouse.cli"),
+    "gatehouse.sim": (
+        "gatehouse.proxy",
+        "gatehouse.store",
+        "gatehouse.identity",
+        "gatehouse.app",
+        "gatehouse.cli",
+        "gatehouse.providers",
+    ),
+    "gatehouse.proxy": ("gatehouse.app", "gatehouse.cli"),
+}
+
+
+def _modules() -> list[tuple[str, Path]]:
+    out = []
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(p for p in parts if p != "__init__")
+        out.append((name, path))
+    return out
+
+
+@pytest.mark.parametrize(("module", "path"), _modules(), ids=lambda v: str(v))
+def test_imports_point_downward(module: str, path: Path) -> None:
+    rules = [bad for prefix, bad in FORBIDDEN.items() if module.startswith(prefix)]
+    imported: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.append(node.module)
+    for bad in (b for rule in rules for b in rule):
+        offenders = [name for name in imported if name.startswith(bad) and name != module]
+        assert not offenders, f"{module} must not import {offenders}"
+
+
+def test_modules_stay_readable_in_one_sitting() -> None:
+    long = {name: n for name, p in _modules() if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, f"split these modules: {long}"
