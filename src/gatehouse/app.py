@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import orjson
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -16,12 +17,18 @@ from starlette.types import Receive, Scope, Send
 from gatehouse.errors import NotFound, Unavailable, error_body
 from gatehouse.identity.keys import KeyStore, load_secret
 from gatehouse.ledger.recorder import DatabaseSink, Recorder
+from gatehouse.policy.models import ModelPolicy
+from gatehouse.policy.ratelimit import MemoryCounter, RateLimit, RateLimiter
 from gatehouse.providers.anthropic import AnthropicUpstream, UpstreamConfig
 from gatehouse.proxy.asgi import send_error
 from gatehouse.proxy.handler import Kind, Proxy
 from gatehouse.settings import Settings, SettingsError
 from gatehouse.store.db import Database
+from gatehouse.store.redis_counter import RedisCounter
 from gatehouse.store.spool import Spool, SpoolDrainer
+
+# Claude Code's Vertex mode: ANTHROPIC_VERTEX_BASE_URL may carry any prefix (…/vertex).
+VERTEX_PATH = "/projects/{project}/locations/{location}/publishers/anthropic/models/{target}"
 
 
 class Services:
@@ -74,12 +81,21 @@ class Services:
             )
             await upstream.start()
             stack.push_async_callback(upstream.close)
+            redis = None
+            if settings.redis_url:
+                redis = Redis.from_url(settings.redis_url)
+                stack.push_async_callback(redis.aclose)
+                await keys.follow(redis)
+            limit = RateLimit.parse(settings.rate_limit)
+            counter = RedisCounter(redis) if redis is not None else MemoryCounter()
             self.db, self.drainer = db, drainer
             self._proxy = Proxy(
                 keys=keys,
                 upstream=upstream,
                 recorder=Recorder(spool),
                 max_body_bytes=settings.max_body_bytes,
+                models=ModelPolicy.parse(settings.approved_models),
+                limiter=RateLimiter(limit, counter) if limit else None,
             )
             try:
                 yield
@@ -144,6 +160,10 @@ def create_app(settings: Settings) -> Starlette:
             "/v1/messages/count_tokens",
             ProxyEndpoint(services, Kind.COUNT_TOKENS),
             methods=["POST"],
+        ),
+        Route(VERTEX_PATH, ProxyEndpoint(services, Kind.VERTEX), methods=["POST"]),
+        Route(
+            "/{prefix:path}" + VERTEX_PATH, ProxyEndpoint(services, Kind.VERTEX), methods=["POST"]
         ),
         Route("/v1/{rest:path}", ProxyEndpoint(services, Kind.PASSTHROUGH)),
     ]

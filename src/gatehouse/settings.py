@@ -49,6 +49,12 @@ class Settings:
         "Set it explicitly when several replicas share one database.",
         secret=True,
     )
+    approved_models: str = _setting(
+        "", "Comma-separated model globs security approved (claude-sonnet-*); empty allows all."
+    )
+    rate_limit: str = _setting(
+        "", "Requests per developer, such as 600/min; shared across replicas through Redis."
+    )
     host: str = _setting("127.0.0.1", "Address `gatehouse serve` listens on.")
     port: int = _setting(8080, "Port `gatehouse serve` listens on.")
     max_body_bytes: int = _setting(32 * 1024 * 1024, "Largest request body accepted (bytes).")

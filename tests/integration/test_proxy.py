@@ -264,3 +264,54 @@ async def test_unknown_routes_and_methods_are_anthropic_shaped(gateway: Gateway)
     answer = await gateway.client.get("/v1/messages", headers={"x-api-key": key})
     _anthropic_error(answer, 404, "not_found_error")
     assert answer.headers["request-id"].startswith("req_sim")
+
+
+async def test_vertex_mode_is_served_as_messages(gateway: Gateway) -> None:
+    key = await gateway.key()
+    body = claude_code_body(SESSION, turns=1, size=5_000)
+    del body["model"]
+    body["anthropic_version"] = "vertex-2023-10-16"
+    path = "/vertex/projects/p-1/locations/us-east5/publishers/anthropic/models/"
+    headers = claude_code_headers(SESSION, key)
+    response = await gateway.client.post(
+        path + "claude-opus-5-5:streamRawPredict", json=body, headers=headers
+    )
+    assert response.status_code == 200
+    assert "event: message_stop" in response.text
+    unary = await gateway.client.post(
+        path + "claude-opus-5-5:rawPredict", json={**body, "stream": False}, headers=headers
+    )
+    assert unary.json()["type"] == "message"
+    stream, single = await gateway.usage(2)
+    assert stream.endpoint.endswith(":streamRawPredict")
+    assert (stream.model_requested, stream.session_id) == ("claude-opus-5-5", SESSION)
+    assert stream.streamed and not single.streamed
+    assert stream.output_tokens > 0
+
+
+async def test_unapproved_model_and_rate_limit_refusals(settings) -> None:  # type: ignore[no-untyped-def]
+    strict = dataclasses.replace(settings, approved_models="claude-sonnet-*", rate_limit="2/min")
+    async with running_gateway(strict) as gw:
+        key = await gw.key()
+        headers = {"x-api-key": key}
+        denied = await gw.client.post(
+            "/v1/messages", json=_small(model="claude-opus-5-5"), headers=headers
+        )
+        assert "not approved" in _anthropic_error(denied, 403, "permission_error")
+        assert denied.headers["x-should-retry"] == "false"
+        # Counting tokens is free: neither the model policy nor the rate limit applies.
+        counted = await gw.client.post(
+            "/v1/messages/count_tokens",
+            json={"model": "claude-opus-5-5", "messages": [{"role": "user", "content": "x"}]},
+            headers=headers,
+        )
+        assert counted.status_code == 200
+        for _ in range(2):
+            ok = await gw.client.post("/v1/messages", json=_small(), headers=headers)
+            assert ok.status_code == 200
+        limited = await gw.client.post("/v1/messages", json=_small(), headers=headers)
+        assert "Rate limit" in _anthropic_error(limited, 429, "rate_limit_error")
+        assert limited.headers["x-should-retry"] == "false"
+        assert int(limited.headers["retry-after"]) >= 1
+        records = await gw.usage(5)
+        assert [r.status for r in records] == [403, 200, 200, 200, 429]

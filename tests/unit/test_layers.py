@@ -14,6 +14,17 @@ FORBIDDEN = {
     "gatehouse.identity.principal": ("gatehouse.",),
     "gatehouse.ledger.usage": ("gatehouse.",),
     "gatehouse.proxy.attribution": ("gatehouse.",),
+    "gatehouse.policy": (
+        "gatehouse.store",
+        "gatehouse.proxy",
+        "gatehouse.providers",
+        "gatehouse.identity.keys",
+        "gatehouse.app",
+        "gatehouse.cli",
+        "redis",
+        "sqlalchemy",
+        "aiohttp",
+    ),
     "gatehouse.proxy.sse": ("gatehouse.store", "gatehouse.providers", "gatehouse.app"),
     "gatehouse.store": (
         "gatehouse.proxy",

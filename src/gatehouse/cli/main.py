@@ -22,7 +22,14 @@ from rich.table import Table
 from gatehouse.app import create_app
 from gatehouse.cli.processes import simulator, uvicorn_config
 from gatehouse.errors import GatewayError
-from gatehouse.identity.keys import NewKey, load_secret, mint_key, parse_duration
+from gatehouse.identity.keys import (
+    NewKey,
+    announce_key_change,
+    digest,
+    load_secret,
+    mint_key,
+    parse_duration,
+)
 from gatehouse.ledger.usage import UsageRecord
 from gatehouse.settings import Settings
 from gatehouse.store.db import Database
@@ -164,8 +171,6 @@ async def _demo_key(settings: Settings) -> str:
     async with _database(settings) as db:
         if path.exists():
             existing = path.read_text().strip()
-            from gatehouse.identity.keys import digest
-
             wanted = digest(secret, existing)
             for key in await db.list_keys():
                 if key.digest == wanted and key.revoked_at is None:
@@ -197,6 +202,7 @@ def keys_create(
     async def store() -> None:
         async with _database(settings) as db:
             await db.insert_key(new.record)
+        await announce_key_change(settings.redis_url, new.record.id)
 
     _run(store())
     if as_json:
@@ -251,13 +257,16 @@ def keys_list(
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (from keys list).")],
 ) -> None:
-    """Revoke a key; running gateways refuse it within a second."""
+    """Revoke a key; running gateways refuse it within a second (at once with Redis)."""
     settings = Settings.load()
     key_id = key_id.removeprefix("ghk_").split("_", 1)[0]
 
     async def revoke() -> bool:
         async with _database(settings) as db:
-            return await db.revoke_key(key_id, time.time())
+            revoked = await db.revoke_key(key_id, time.time())
+        if revoked:
+            await announce_key_change(settings.redis_url, key_id)
+        return revoked
 
     if not _run(revoke()):
         err.print(f"[red]error:[/red] no active key with id {key_id!r}")

@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
 from gatehouse.errors import AuthenticationFailed, InvalidRequest
 from gatehouse.identity.principal import ApiKey, Principal
 from gatehouse.store.db import Database
@@ -31,6 +35,8 @@ from gatehouse.store.db import Database
 log = logging.getLogger("gatehouse.identity")
 
 KEY_PREFIX = "ghk_"
+# Key changes are announced here so every replica reloads at once, not at its next poll.
+KEYS_CHANNEL = "gatehouse:keys"
 _ALPHABET = string.ascii_letters + string.digits
 _KEY_SHAPE = re.compile(r"^ghk_([a-z0-9]{8})_[A-Za-z0-9]{32,}$")
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -128,18 +134,27 @@ class KeyStore:
         self._by_digest: dict[str, ApiKey] = {}
         self._revision = -1
         self._last_load = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pubsub: PubSub | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self.refresh(force=True)
-        self._task = asyncio.create_task(self._poll(), name="gatehouse-key-refresh")
+        self._tasks.append(asyncio.create_task(self._poll(), name="gatehouse-key-refresh"))
+
+    async def follow(self, redis: Redis) -> None:
+        """Also reload as soon as another process announces a key change on Redis."""
+        self._pubsub = redis.pubsub()
+        await self._pubsub.subscribe(KEYS_CHANNEL)
+        self._tasks.append(asyncio.create_task(self._listen(self._pubsub), name="gatehouse-keys"))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def refresh(self, *, force: bool = False) -> None:
         """Reload the snapshot if the database's key revision moved."""
@@ -159,6 +174,19 @@ class KeyStore:
                 await self.refresh()
             except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
                 log.warning("key refresh failed, serving the last snapshot: %s", exc)
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        while True:
+            try:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                if message is not None:
+                    await self.refresh()
+            except (RedisError, OSError) as exc:
+                # The poll keeps the snapshot fresh meanwhile; pub/sub only makes it faster.
+                log.warning("key-change channel lost, polling only until it is back: %s", exc)
+                await asyncio.sleep(1.0)
+            except Exception as exc:  # noqa: BLE001 - the database may be away too
+                log.warning("key reload after an announcement failed: %s", exc)
 
     def lookup(self, key: str) -> ApiKey | None:
         return self._by_digest.get(digest(self._secret, key))
@@ -199,3 +227,16 @@ class KeyStore:
 
 def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def announce_key_change(redis_url: str, key_id: str) -> None:
+    """Tell running gateways that keys changed (best effort: they also poll)."""
+    if not redis_url:
+        return
+    redis = Redis.from_url(redis_url)
+    try:
+        await redis.publish(KEYS_CHANNEL, key_id)
+    except (RedisError, OSError) as exc:
+        log.warning("could not announce the key change on Redis (gateways will poll): %s", exc)
+    finally:
+        await redis.aclose()

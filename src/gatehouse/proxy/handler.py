@@ -24,12 +24,15 @@ from gatehouse.errors import GatewayError, InvalidRequest
 from gatehouse.identity.keys import KeyStore
 from gatehouse.ledger.recorder import Recorder
 from gatehouse.ledger.usage import UsageRecord
+from gatehouse.policy.models import ModelPolicy
+from gatehouse.policy.ratelimit import RateLimiter
 from gatehouse.providers.anthropic import (
     HOP_BY_HOP,
     AnthropicUpstream,
     UpstreamResponse,
     forwardable,
 )
+from gatehouse.proxy import vertex
 from gatehouse.proxy.asgi import ClientGone, header_map, read_body, send_error
 from gatehouse.proxy.attribution import attribute
 from gatehouse.proxy.sse import UsageTee, apply_json_response
@@ -44,6 +47,7 @@ _NOT_FORWARDED = frozenset({"authorization", "x-api-key", "accept-encoding"})
 class Kind(enum.Enum):
     MESSAGES = "messages"
     COUNT_TOKENS = "count_tokens"
+    VERTEX = "vertex"
     PASSTHROUGH = "passthrough"
 
 
@@ -57,11 +61,15 @@ class Proxy:
         upstream: AnthropicUpstream,
         recorder: Recorder,
         max_body_bytes: int,
+        models: ModelPolicy | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.keys = keys
         self.upstream = upstream
         self.recorder = recorder
         self.max_body_bytes = max_body_bytes
+        self.models = models or ModelPolicy()
+        self.limiter = limiter
 
     async def handle(self, kind: Kind, scope: Scope, receive: Receive, send: Send) -> None:
         await Exchange(self, kind, scope, receive, send).run()
@@ -77,6 +85,8 @@ class Exchange:
         self.started = time.perf_counter()
         self.request_id = "gh_" + uuid.uuid4().hex[:24]
         self.record = UsageRecord(endpoint=scope["path"])
+        query = scope.get("query_string", b"")
+        self.target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
         self.response_started = False
         self.recorded = False
         self.disconnected = False
@@ -117,7 +127,11 @@ class Exchange:
         body = await read_body(self.receive, headers, self.proxy.max_body_bytes)
         if self.kind is Kind.PASSTHROUGH:
             return body
-        parsed = parse_messages_body(body)
+        if self.kind is Kind.VERTEX:
+            call = vertex.translate(self.scope["path_params"]["target"], parse_object(body))
+            body, parsed, self.target = call.body, call.parsed, call.target
+        else:
+            parsed = parse_messages_body(body)
         who = attribute(headers, parsed)
         record.session_id = who.session_id
         record.client = who.client
@@ -128,6 +142,11 @@ class Exchange:
         model = parsed.get("model")
         record.model_requested = model if isinstance(model, str) else ""
         record.streamed = parsed.get("stream") is True
+        if self.target.startswith("/v1/messages/count_tokens"):
+            return body  # counting tokens costs nothing and decides nothing
+        self.proxy.models.check(record.model_requested)
+        if self.proxy.limiter is not None:
+            await self.proxy.limiter.check(principal.email)
         return body
 
     async def _race(self, body: bytes) -> None:
@@ -159,10 +178,10 @@ class Exchange:
 
     async def _forward(self, body: bytes) -> None:
         scope = self.scope
-        query = scope.get("query_string", b"")
-        target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
         headers = forwardable(scope["headers"], drop=_NOT_FORWARDED)
-        response = await self.proxy.upstream.send(scope["method"], target, headers, body)
+        if self.kind is Kind.VERTEX and not any(n == "anthropic-version" for n, _ in headers):
+            headers.append(("anthropic-version", vertex.ANTHROPIC_VERSION))
+        response = await self.proxy.upstream.send(scope["method"], self.target, headers, body)
         self._upstream_response = response
         try:
             await self._relay(response)
@@ -247,14 +266,19 @@ def sse_error(error: GatewayError) -> bytes:
     return b"event: error\ndata: " + error.body() + b"\n\n"
 
 
-def parse_messages_body(body: bytes) -> dict[str, Any]:
-    """Parse for decisions only; the original bytes are what goes upstream."""
+def parse_object(body: bytes) -> dict[str, Any]:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(parsed, dict):
         raise InvalidRequest("request body must be a JSON object with `model` and `messages`")
+    return parsed
+
+
+def parse_messages_body(body: bytes) -> dict[str, Any]:
+    """Parse for decisions only; the original bytes are what goes upstream."""
+    parsed = parse_object(body)
     model = parsed.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest(

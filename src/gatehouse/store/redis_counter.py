@@ -1,0 +1,39 @@
+"""The rate-limit counter shared by every replica through Redis."""
+
+from __future__ import annotations
+
+import logging
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gatehouse.policy.ratelimit import MemoryCounter
+
+log = logging.getLogger("gatehouse.store")
+
+
+class RedisCounter:
+    """Counts in Redis; while Redis is unreachable, counts locally rather than refuse traffic.
+
+    A rate limit protects the upstream budget, not a security boundary, so an
+    outage of the shared counter degrades to per-replica limits instead of
+    failing requests.
+    """
+
+    PREFIX = "gatehouse:ratelimit:"
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._fallback = MemoryCounter()
+
+    async def hit(self, key: str, window: int, now: float) -> int:
+        name = self.PREFIX + key
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(name)
+                pipe.expire(name, window + 1)
+                count, _ = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("rate-limit counter in Redis unreachable, counting locally: %s", exc)
+            return await self._fallback.hit(key, window, now)
+        return int(count)
