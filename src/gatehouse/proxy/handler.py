@@ -37,10 +37,10 @@ from gatehouse.proxy.asgi import ClientGone, header_map, read_body, send_error
 from gatehouse.proxy.attribution import attribute
 from gatehouse.proxy.sse import UsageTee, apply_json_response
 
-# The client's own credential never leaves Gatehouse; the upstream's replaces it.
-# Accept-Encoding is left to the upstream client, which decompresses what it reads.
 log = logging.getLogger("gatehouse.proxy")
 
+# The client's own credential never leaves Gatehouse; the upstream's replaces it.
+# Accept-Encoding is left to the upstream client, which decompresses what it reads.
 _NOT_FORWARDED = frozenset({"authorization", "x-api-key", "accept-encoding"})
 
 
@@ -90,7 +90,6 @@ class Exchange:
         self.response_started = False
         self.recorded = False
         self.disconnected = False
-        self._upstream_response: UpstreamResponse | None = None
 
     async def run(self) -> None:
         try:
@@ -108,8 +107,7 @@ class Exchange:
         try:
             body = await self._admit()
         except ClientGone:
-            self.disconnected = True
-            self.record.error_type = "client_disconnected"
+            self._client_gone()
             return
         except GatewayError as exc:
             await self._refuse(exc)
@@ -162,14 +160,19 @@ class Exchange:
                 # Let the exchange close the upstream response before we go on.
                 await asyncio.wait((exchange,))
         if exchange.cancelled() or self.disconnected:
-            self.record.client_disconnected = True
-            self.record.error_type = self.record.error_type or "client_disconnected"
+            self._client_gone()
             return
         error = exchange.exception()
         if isinstance(error, GatewayError):
             await self._refuse(error)
         elif error is not None:
             raise error
+
+    def _client_gone(self) -> None:
+        record = self.record
+        record.client_disconnected = True
+        record.error_type = record.error_type or "client_disconnected"
+        record.status = record.status or 499  # nginx's "client closed request"
 
     async def _wait_for_disconnect(self) -> None:
         while (await self.receive())["type"] != "http.disconnect":
@@ -182,7 +185,6 @@ class Exchange:
         if self.kind is Kind.VERTEX and not any(n == "anthropic-version" for n, _ in headers):
             headers.append(("anthropic-version", vertex.ANTHROPIC_VERSION))
         response = await self.proxy.upstream.send(scope["method"], self.target, headers, body)
-        self._upstream_response = response
         try:
             await self._relay(response)
         finally:

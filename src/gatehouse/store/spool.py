@@ -205,12 +205,17 @@ class SpoolDrainer:
         sink: Sink,
         *,
         batch_size: int = 500,
+        linger: float = 0.2,
         max_backoff: float = 30.0,
         close_deadline: float = 5.0,
     ) -> None:
         self.spool = spool
         self.sink = sink
         self.batch_size = batch_size
+        self.linger = linger
+        """Seconds to let records gather before a delivery: the records are durable
+        already, and one database transaction (and checkpoint) per batch instead of
+        per record keeps the drainer off the request path's back."""
         self.max_backoff = max_backoff
         self.close_deadline = close_deadline
         self.delivered = 0
@@ -225,6 +230,7 @@ class SpoolDrainer:
         self._appended_at_start = 0
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
@@ -265,6 +271,7 @@ class SpoolDrainer:
             return
         self._stopping.set()
         self._wake.set()
+        self._hurry.set()
         await asyncio.wait([self._task], timeout=self.close_deadline)
         if not self._task.done():
             self._task.cancel()
@@ -274,6 +281,8 @@ class SpoolDrainer:
 
     async def flush(self) -> None:
         """Return once every record durable so far has been delivered."""
+        self._hurry.set()
+        self._wake.set()
         async with self._progress:
             await self._progress.wait_for(lambda: self.backlog == 0 or self._stopped())
 
@@ -311,6 +320,16 @@ class SpoolDrainer:
             if self._stopping.is_set():
                 return
             await self._wake.wait()
+            await self._gather()
+
+    async def _gather(self) -> None:
+        """Wait up to ``linger`` for more records, unless asked to hurry or stop."""
+        if self.linger <= 0 or self._stopping.is_set() or self._hurry.is_set():
+            self._hurry.clear()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._hurry.wait(), self.linger)
+        self._hurry.clear()
 
     async def _read(self) -> Chunk | None:
         try:
