@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gatehouse.app import create_app
+from gatehouse.cli import setup
 from gatehouse.cli.processes import simulator, uvicorn_config
 from gatehouse.errors import GatewayError
 from gatehouse.identity.keys import (
@@ -41,9 +42,11 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Create, list and revoke developer keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(setup.app, name="setup")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output keeps whole lines: a key or a table row cut at 80 columns is useless.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True)
 
 ANTHROPIC_API = "https://api.anthropic.com"
 

@@ -82,8 +82,14 @@ def claude_code_body(
     workdir: str = "/home/dev/acme/payments-service",
     seed: int = 0,
     marker: str = "",
+    turn_bytes: int | None = None,
 ) -> dict[str, Any]:
-    """A streaming request as Claude Code sends it, about ``size`` bytes of JSON."""
+    """A streaming request as Claude Code sends it, about ``size`` bytes of JSON.
+
+    With ``turn_bytes`` each earlier turn has that size whatever ``turns`` is, so
+    successive turns of one session (same ``seed``) share their prefix, as a real
+    conversation does, and the upstream's prompt cache can read it.
+    """
     rng = random.Random(seed)
     tools = [
         {
@@ -97,6 +103,7 @@ def claude_code_body(
         }
         for name in TOOLS
     ]
+    system_prompt = _prose(rng, 7000)  # before the turns, so every turn shares it
     messages: list[dict[str, Any]] = [
         {
             "role": "system",
@@ -122,7 +129,7 @@ def claude_code_body(
         },
     ]
     fixed = len(orjson.dumps(tools)) + 9000
-    per_turn = max(500, (size - fixed) // max(turns, 1) // 2)
+    per_turn = turn_bytes or max(500, (size - fixed) // max(turns, 1) // 2)
     for turn in range(1, turns):
         tool_id = f"toolu_{seed:04d}{turn:04d}{rng.randrange(16**8):08x}"
         messages.append(
@@ -168,7 +175,7 @@ def claude_code_body(
                 "text": "You are a Claude agent, built on Anthropic's Claude Agent SDK.",
                 "cache_control": {"type": "ephemeral"},
             },
-            {"type": "text", "text": _prose(rng, 7000), "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": system_prompt, "cache_control": {"type": "ephemeral"}},
         ],
         "tools": tools,
         "metadata": {
@@ -192,7 +199,7 @@ async def replay_sessions(base_url: str, key: str, *, sessions: int = 3, turns: 
         for n in range(sessions):
             session_id = str(uuid.UUID(int=random.Random(n).getrandbits(128)))
             for turn in range(1, turns + 1):
-                body = claude_code_body(session_id, turns=turn, size=60_000, seed=n)
+                body = claude_code_body(session_id, turns=turn, seed=n, turn_bytes=8_000)
                 headers = claude_code_headers(session_id, key, repo=repos[n % len(repos)])
                 async with client.stream(
                     "POST", "/v1/messages?beta=true", content=orjson.dumps(body), headers=headers
