@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -14,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gatehouse.errors import NotFound, Unavailable, error_body
+from gatehouse.errors import GatewayError, NotFound, Unavailable, error_body
 from gatehouse.identity.keys import KeyStore, load_secret
 from gatehouse.ledger.recorder import DatabaseSink, Recorder
 from gatehouse.policy.models import ModelPolicy
@@ -126,22 +127,32 @@ def create_app(settings: Settings) -> Starlette:
         return _json({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        checks: dict[str, object] = {}
-        ready = services.db is not None and services.drainer is not None
-        if services.db is not None:
-            try:
-                await services.db.ping()
-                checks["database"] = "ok"
-            except Exception as exc:  # noqa: BLE001 - reported, not raised
-                checks["database"] = f"unreachable: {exc}"
-                ready = False
-        if services.drainer is not None:
-            checks["spool_backlog"] = services.drainer.backlog
-            checks["spool"] = "draining" if services.drainer.healthy else "stalled"
-            if services.drainer.last_error:
-                checks["spool_last_error"] = services.drainer.last_error
-            ready = ready and services.drainer.healthy
-        checks["status"] = "ready" if ready else "not ready"
+        """Ready while usage can be recorded durably; the database may be away.
+
+        During a database outage every replica keeps serving and spools its
+        records, so pulling them all out of the load balancer would turn a
+        database blip into an outage: the answer is 200 with ``"degraded"``.
+        ``?strict=1`` also requires the database (for deploy checks).
+        """
+        db, drainer = services.db, services.drainer
+        if db is None or drainer is None:
+            return _json({"status": "starting"}, status=503)
+        checks: dict[str, object] = {"spool_backlog": drainer.backlog}
+        try:
+            async with asyncio.timeout(2.0):
+                await db.ping()
+            checks["database"] = "ok"
+        except GatewayError as exc:
+            checks["database"] = f"unreachable: {exc.message}"
+        except TimeoutError:
+            checks["database"] = "unreachable: no answer within 2 s"
+        if drainer.last_error:
+            checks["spool_last_error"] = drainer.last_error
+        running = drainer.running
+        checks["spool"] = "draining" if drainer.healthy else ("retrying" if running else "stopped")
+        database_ok = checks["database"] == "ok"
+        ready = running and (database_ok or request.query_params.get("strict") != "1")
+        checks["status"] = ("ready" if database_ok else "degraded") if ready else "not ready"
         return _json(checks, status=200 if ready else 503)
 
     async def hello(request: Request) -> Response:

@@ -257,6 +257,21 @@ async def test_health_and_readiness(gateway: Gateway) -> None:
     ready = await gateway.client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["database"] == "ok"
+    assert ready.json()["status"] == "ready"
+
+
+async def test_database_outage_degrades_but_keeps_serving(gateway: Gateway) -> None:
+    key = await gateway.key()
+    await gateway.db.close()  # the database goes away under a running gateway
+    response = await gateway.client.post("/v1/messages", json=_small(), headers={"x-api-key": key})
+    assert response.status_code == 200  # keys are in memory, usage goes to the spool
+    ready = await gateway.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded"
+    assert ready.json()["database"].startswith("unreachable")
+    assert ready.json()["spool_backlog"] >= 1
+    strict = await gateway.client.get("/readyz?strict=1")
+    assert strict.status_code == 503
 
 
 async def test_unknown_routes_and_methods_are_anthropic_shaped(gateway: Gateway) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 from gatehouse.errors import UpstreamTimeout, UpstreamUnreachable
 
@@ -87,6 +88,8 @@ class AnthropicUpstream:
     def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
         self._base = config.base_url.rstrip("/")
+        # What error messages name: the URL without any credentials in it.
+        self.display_url = str(URL(self._base).with_user(None))
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -129,11 +132,12 @@ class AnthropicUpstream:
                 )
         except TimeoutError as exc:
             raise UpstreamTimeout(
-                f"upstream did not answer within {self.config.header_timeout:g}s ({self._base})"
+                f"upstream did not answer within {self.config.header_timeout:g}s "
+                f"({self.display_url})"
             ) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnreachable(
-                f"upstream unreachable: {self._base} ({type(exc).__name__}: {exc})"
+                f"upstream unreachable: {self.display_url} ({type(exc).__name__})"
             ) from exc
         return UpstreamResponse(response)
 

@@ -241,6 +241,11 @@ class SpoolDrainer:
         return max(0, expected - self.delivered - self.skipped)
 
     @property
+    def running(self) -> bool:
+        """The delivery task is alive (it may be retrying a failing sink)."""
+        return self._task is not None and not self._task.done()
+
+    @property
     def healthy(self) -> bool:
         """Running, and the most recent delivery (if any) succeeded.
 
