@@ -19,7 +19,7 @@ from gatehouse.errors import GatewayError, NotFound, Unavailable, error_body
 from gatehouse.identity.keys import KeyStore, load_secret
 from gatehouse.ledger.recorder import DatabaseSink, Recorder
 from gatehouse.policy.models import ModelPolicy
-from gatehouse.policy.ratelimit import MemoryCounter, RateLimit, RateLimiter
+from gatehouse.policy.ratelimit import MemoryCounter, RateLimiter
 from gatehouse.providers.anthropic import AnthropicUpstream, UpstreamConfig
 from gatehouse.proxy.asgi import send_error
 from gatehouse.proxy.handler import Kind, Proxy
@@ -61,7 +61,9 @@ class Services:
             spool = Spool(settings.spool_dir, sync_interval=settings.spool_sync_interval)
             await spool.open()
             stack.push_async_callback(spool.close)
-            drainer = SpoolDrainer(spool, DatabaseSink(db))
+            drainer = SpoolDrainer(
+                spool, DatabaseSink(db, settings.data_dir / "unknown-kinds.jsonl")
+            )
             await drainer.start()
             stack.push_async_callback(drainer.close)
             keys = KeyStore(
@@ -86,8 +88,8 @@ class Services:
             if settings.redis_url:
                 redis = Redis.from_url(settings.redis_url)
                 stack.push_async_callback(redis.aclose)
-                await keys.follow(redis)
-            limit = RateLimit.parse(settings.rate_limit)
+                keys.follow(redis)
+            limit = settings.parsed_rate_limit
             counter = RedisCounter(redis) if redis is not None else MemoryCounter()
             self.db, self.drainer = db, drainer
             self._proxy = Proxy(

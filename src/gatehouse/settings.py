@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from gatehouse.errors import GatewayError
+from gatehouse.policy.ratelimit import RateLimit
 
 
 class SettingsError(GatewayError):
@@ -76,6 +77,16 @@ class Settings:
         "the previous fsync ends, which still groups records under load.",
     )
 
+    def __post_init__(self) -> None:
+        self.parsed_rate_limit  # noqa: B018 - refuse a malformed limit at start, not per request
+
+    @property
+    def parsed_rate_limit(self) -> RateLimit | None:
+        try:
+            return RateLimit.parse(self.rate_limit)
+        except GatewayError as exc:
+            raise SettingsError(f"setting 'rate_limit': {exc.message}") from exc
+
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
@@ -106,8 +117,22 @@ class Settings:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = "****" if f.metadata["secret"] and value else str(value)
+            if f.metadata["secret"] and value:
+                out[f.name] = "****"
+            elif isinstance(value, str) and "://" in value:
+                out[f.name] = mask_url_password(value)
+            else:
+                out[f.name] = str(value)
         return out
+
+
+def mask_url_password(url: str) -> str:
+    """``postgresql://u:secret@h/db`` → ``postgresql://u:****@h/db``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:****@{host}"
 
 
 def normalize_database_url(url: str) -> str:

@@ -126,3 +126,15 @@ def test_refusals_surface_as_sdk_exceptions(gateway_process: GatewayProcess) -> 
         _client(gateway_process, gateway_process.new_key()).post(
             "/v1/messages", body={"model": MODEL}, cast_to=object
         )
+
+
+def test_truncated_non_streaming_answer_is_an_error_not_a_short_answer(
+    gateway_process: GatewayProcess,
+) -> None:
+    client = _client(
+        gateway_process, gateway_process.new_key(), default_headers={"x-sim-fault": "drop"}
+    )
+    with pytest.raises(anthropic.APIConnectionError):
+        client.messages.create(
+            model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "x"}]
+        )

@@ -317,6 +317,10 @@ async def test_unapproved_model_and_rate_limit_refusals(settings) -> None:  # ty
         )
         assert "not approved" in _anthropic_error(denied, 403, "permission_error")
         assert denied.headers["x-should-retry"] == "false"
+        # The veto also covers endpoints passed through, such as message batches.
+        batch = {"requests": [{"custom_id": "a", "params": _small(model="claude-opus-5-5")}]}
+        denied = await gw.client.post("/v1/messages/batches", json=batch, headers=headers)
+        _anthropic_error(denied, 403, "permission_error")
         # Counting tokens is free: neither the model policy nor the rate limit applies.
         counted = await gw.client.post(
             "/v1/messages/count_tokens",
@@ -331,5 +335,5 @@ async def test_unapproved_model_and_rate_limit_refusals(settings) -> None:  # ty
         assert "Rate limit" in _anthropic_error(limited, 429, "rate_limit_error")
         assert limited.headers["x-should-retry"] == "false"
         assert int(limited.headers["retry-after"]) >= 1
-        records = await gw.usage(5)
-        assert [r.status for r in records] == [403, 200, 200, 200, 429]
+        records = await gw.usage(6)
+        assert [r.status for r in records] == [403, 403, 200, 200, 200, 429]

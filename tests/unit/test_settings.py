@@ -32,6 +32,8 @@ def test_environment_overrides_yaml_and_secrets_are_referenced(tmp_path: Path) -
 def test_bad_values_are_reported_by_name(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="'port'"):
         Settings.load({"GATEHOUSE_PORT": "eighty"})
+    with pytest.raises(SettingsError, match=r"'rate_limit'.*600/min"):
+        Settings.load({"GATEHOUSE_RATE_LIMIT": "lots"})
     config = tmp_path / "c.yaml"
     config.write_text("upstream_api_key: {$env: NOT_SET}\n")
     with pytest.raises(SettingsError, match="NOT_SET"):
@@ -39,6 +41,19 @@ def test_bad_values_are_reported_by_name(tmp_path: Path) -> None:
     config.write_text("no_such_setting: 1\n")
     with pytest.raises(SettingsError, match="no_such_setting"):
         Settings.load({"GATEHOUSE_CONFIG": str(config)})
+
+
+def test_passwords_in_urls_are_masked_when_described() -> None:
+    settings = Settings.load(
+        {
+            "GATEHOUSE_DATABASE_URL": "postgresql://gh:hunter2@db.internal:5432/gatehouse",
+            "GATEHOUSE_REDIS_URL": "redis://:s3cret@cache:6379/0",
+        }
+    )
+    described = str(settings.describe())
+    assert "hunter2" not in described
+    assert "s3cret" not in described
+    assert "postgresql://gh:****@db.internal:5432/gatehouse" in described
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,6 +54,10 @@ ANTHROPIC_API = "https://api.anthropic.com"
 
 
 def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("GATEHOUSE_LOG_LEVEL", "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         app()
     except GatewayError as exc:
@@ -149,7 +155,9 @@ def demo(
 
     settings = Settings.load()
     key = _run(_demo_key(settings))
-    base = f"http://{settings.host}:{settings.port}"
+    # Listening on every address: print the one this machine can reach itself on.
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    base = f"http://{host}:{settings.port}"
     out.print("\nPoint Claude Code at Gatehouse (paste into your shell):\n")
     out.print(f"  export ANTHROPIC_BASE_URL={base}", highlight=False)
     out.print(f"  export ANTHROPIC_AUTH_TOKEN={key}", highlight=False)

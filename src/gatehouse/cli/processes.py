@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import socket
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+
+from gatehouse.proxy.asgi import QuietAborts
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -62,6 +65,7 @@ def simulator(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
 
 def uvicorn_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Config:
     """The server settings Gatehouse is measured with: uvloop, httptools, no access log."""
+    logging.getLogger("uvicorn.error").addFilter(QuietAborts())
     return uvicorn.Config(
         app,
         host=host,

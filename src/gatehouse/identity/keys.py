@@ -133,7 +133,6 @@ class KeyStore:
         self._interval = refresh_interval
         self._by_digest: dict[str, ApiKey] = {}
         self._revision = -1
-        self._last_load = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: PubSub | None = None
         self._lock = asyncio.Lock()
@@ -142,10 +141,12 @@ class KeyStore:
         await self.refresh(force=True)
         self._tasks.append(asyncio.create_task(self._poll(), name="gatehouse-key-refresh"))
 
-    async def follow(self, redis: Redis) -> None:
-        """Also reload as soon as another process announces a key change on Redis."""
+    def follow(self, redis: Redis) -> None:
+        """Also reload as soon as another process announces a key change on Redis.
+
+        Redis being away (at start or later) only slows revocation down to the poll.
+        """
         self._pubsub = redis.pubsub()
-        await self._pubsub.subscribe(KEYS_CHANNEL)
         self._tasks.append(asyncio.create_task(self._listen(self._pubsub), name="gatehouse-keys"))
 
     async def close(self) -> None:
@@ -165,25 +166,41 @@ class KeyStore:
             keys = await self._db.list_keys()
             self._by_digest = {k.digest: k for k in keys}
             self._revision = revision
-            self._last_load = time.monotonic()
 
     async def _poll(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self._interval)
             try:
                 await self.refresh()
             except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
-                log.warning("key refresh failed, serving the last snapshot: %s", exc)
+                if not failing:  # once per outage, not once a second
+                    log.warning("key refresh failed, serving the last snapshot: %s", exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("key refresh works again")
+                failing = False
 
     async def _listen(self, pubsub: PubSub) -> None:
+        lost = False
         while True:
             try:
+                if not pubsub.subscribed:
+                    await pubsub.subscribe(KEYS_CHANNEL)
+                    await self.refresh()  # catch up on what was announced meanwhile
+                if lost:
+                    log.info("key-change channel on Redis is back")
+                    lost = False
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
                 if message is not None:
                     await self.refresh()
             except (RedisError, OSError) as exc:
                 # The poll keeps the snapshot fresh meanwhile; pub/sub only makes it faster.
-                log.warning("key-change channel lost, polling only until it is back: %s", exc)
+                if not lost:
+                    log.warning("key-change channel lost, polling until it is back: %s", exc)
+                lost = True
+                await pubsub.reset()
                 await asyncio.sleep(1.0)
             except Exception as exc:  # noqa: BLE001 - the database may be away too
                 log.warning("key reload after an announcement failed: %s", exc)
@@ -219,10 +236,6 @@ class KeyStore:
                 f"{_day(record.expires_at)}. " + HOW_TO_GET_A_KEY
             )
         return record.principal()
-
-    def needs_reload(self) -> bool:
-        """After a miss: is it worth one early reload (a key just created elsewhere)?"""
-        return time.monotonic() - self._last_load > min(self._interval, 0.5)
 
 
 def _day(ts: float) -> str:

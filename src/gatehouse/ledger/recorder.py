@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from gatehouse.ledger.usage import UsageRecord
 from gatehouse.store.db import Database
@@ -32,10 +35,16 @@ class Recorder:
 
 
 class DatabaseSink:
-    """Delivers spooled records to the database; safe to call twice with the same batch."""
+    """Delivers spooled records to the database; safe to call twice with the same batch.
 
-    def __init__(self, db: Database) -> None:
+    Records of a kind this version does not know (written by a newer Gatehouse
+    before a rollback) are appended to ``unknown_kinds`` rather than dropped, so
+    the spool keeps moving and nothing is lost.
+    """
+
+    def __init__(self, db: Database, unknown_kinds: Path | None = None) -> None:
         self._db = db
+        self._unknown_kinds = unknown_kinds
 
     async def __call__(self, batch: list[dict[str, Any]]) -> None:
         by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -45,5 +54,12 @@ class DatabaseSink:
         if usage:
             await self._db.insert_usage([UsageRecord.from_dict(e) for e in usage])
         for kind, entries in by_kind.items():
-            # Written by a newer Gatehouse (a rollback); say so rather than block the spool.
-            log.error("skipping %d spooled records of unknown kind %r", len(entries), kind)
+            log.error(
+                "%d spooled records of unknown kind %r set aside in %s",
+                len(entries),
+                kind,
+                self._unknown_kinds,
+            )
+            if self._unknown_kinds is not None:
+                with self._unknown_kinds.open("ab") as out:
+                    out.writelines(orjson.dumps(e) + b"\n" for e in entries)

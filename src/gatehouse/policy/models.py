@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from gatehouse.errors import PermissionDenied
 
@@ -29,3 +33,23 @@ class ModelPolicy:
             f"{', '.join(self.approved)}. Choose one of those (claude --model, ANTHROPIC_MODEL) "
             "or ask your security team to approve this model."
         )
+
+
+def models_in(body: bytes, content_type: str) -> Iterator[str]:
+    """Models a JSON request names: ``model``, and ``requests[].params.model`` (batches)."""
+    if not body or not content_type.startswith("application/json"):
+        return
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(data, dict):
+        return
+    if isinstance(data.get("model"), str):
+        yield data["model"]
+    requests = data.get("requests")
+    if isinstance(requests, list):
+        for item in requests:
+            params = item.get("params") if isinstance(item, dict) else None
+            if isinstance(params, dict) and isinstance(params.get("model"), str):
+                yield params["model"]

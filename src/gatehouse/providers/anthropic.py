@@ -80,9 +80,6 @@ class UpstreamResponse:
     def close(self) -> None:
         self._response.close()
 
-    def release(self) -> None:
-        self._response.release()
-
 
 class AnthropicUpstream:
     def __init__(self, config: UpstreamConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Sequence
 
@@ -14,6 +15,21 @@ RawHeaders = Sequence[tuple[bytes, bytes]]
 
 class ClientGone(Exception):
     """The client hung up before its request body arrived."""
+
+
+class ResponseAborted(Exception):
+    """The upstream failed mid-body after headers went out: the connection must be cut.
+
+    Raised out of the ASGI app on purpose (the server then closes the socket);
+    `QuietAborts` keeps it out of the error log.
+    """
+
+
+class QuietAborts(logging.Filter):
+    """A log filter for the server's error logger: deliberate aborts are not crashes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ResponseAborted))
 
 
 def header_map(raw: RawHeaders) -> dict[str, str]:

@@ -11,6 +11,7 @@ response complete always has its record, even across ``kill -9``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -20,11 +21,11 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from gatehouse.errors import GatewayError, InvalidRequest
+from gatehouse.errors import GatewayError, InvalidRequest, Unavailable
 from gatehouse.identity.keys import KeyStore
 from gatehouse.ledger.recorder import Recorder
 from gatehouse.ledger.usage import UsageRecord
-from gatehouse.policy.models import ModelPolicy
+from gatehouse.policy.models import ModelPolicy, models_in
 from gatehouse.policy.ratelimit import RateLimiter
 from gatehouse.providers.anthropic import (
     HOP_BY_HOP,
@@ -33,7 +34,13 @@ from gatehouse.providers.anthropic import (
     forwardable,
 )
 from gatehouse.proxy import vertex
-from gatehouse.proxy.asgi import ClientGone, header_map, read_body, send_error
+from gatehouse.proxy.asgi import (
+    ClientGone,
+    ResponseAborted,
+    header_map,
+    read_body,
+    send_error,
+)
 from gatehouse.proxy.attribution import attribute
 from gatehouse.proxy.sse import UsageTee, apply_json_response
 
@@ -42,6 +49,10 @@ log = logging.getLogger("gatehouse.proxy")
 # The client's own credential never leaves Gatehouse; the upstream's replaces it.
 # Accept-Encoding is left to the upstream client, which decompresses what it reads.
 _NOT_FORWARDED = frozenset({"authorization", "x-api-key", "accept-encoding"})
+
+
+# Besides hop-by-hop headers: the server stamps its own Date and Server.
+_NOT_RELAYED = HOP_BY_HOP | {"date", "server"}
 
 
 class Kind(enum.Enum):
@@ -94,6 +105,8 @@ class Exchange:
     async def run(self) -> None:
         try:
             await self._handle()
+        except ResponseAborted:
+            raise  # uvicorn closes the connection; the record is written below
         except Exception:
             # A bug, not a refusal: log it here, show the client an Anthropic-shaped 500.
             log.exception("unexpected error in request %s", self.request_id)
@@ -124,6 +137,11 @@ class Exchange:
         record.team = principal.team
         body = await read_body(self.receive, headers, self.proxy.max_body_bytes)
         if self.kind is Kind.PASSTHROUGH:
+            # Batches and future endpoints name models too: the veto covers them.
+            for named in models_in(body, headers.get("content-type", "")):
+                self.proxy.models.check(named)
+            if self.scope["method"] == "POST" and self.proxy.limiter is not None:
+                await self.proxy.limiter.check(principal.email)
             return body
         if self.kind is Kind.VERTEX:
             call = vertex.translate(self.scope["path_params"]["target"], parse_object(body))
@@ -217,8 +235,11 @@ class Exchange:
             # Headers are gone already: say what happened the way the Messages API
             # does mid-stream, so clients (Claude Code retries these) see an error.
             record.error_type = exc.error_type
-            if tee is not None:
-                await self._body(sse_error(exc), more=True)
+            if tee is None:
+                # No way to say it in-band: cut the connection so the client sees a
+                # truncated body as an error, not as a complete response.
+                raise ResponseAborted(exc.message) from exc
+            await self._body(sse_error(exc), more=True)
         await self._body(b"", more=False)
         if tee is not None and not tee.finished and not record.error_type:
             record.error_type = "incomplete_stream"
@@ -227,7 +248,7 @@ class Exchange:
         out = [
             (name, value)
             for name, value in response.headers
-            if name.decode("latin-1").lower() not in HOP_BY_HOP
+            if name.decode("latin-1").lower() not in _NOT_RELAYED
         ]
         out.append((b"x-gatehouse-request-id", self.request_id.encode()))
         return out
@@ -257,11 +278,21 @@ class Exchange:
             return
         self.recorded = True
         self.record.duration_ms = (time.perf_counter() - self.started) * 1000
-        await asyncio.shield(self.proxy.recorder.record(self.record))
+        try:
+            await asyncio.shield(self.proxy.recorder.record(self.record))
+        except GatewayError as exc:
+            # Fail closed: an answer whose usage cannot be kept is not released.
+            log.error("cannot record usage of request %s: %s", self.request_id, exc.message)
+            raise Unavailable(
+                "Gatehouse could not record this request's usage, so it withholds the answer; "
+                f"please tell your platform team (request {self.request_id})"
+            ) from exc
 
     async def _finish(self) -> None:
         if not self.recorded:
-            await self._record()
+            # A failure is logged in _record; the response, if any, is already out.
+            with contextlib.suppress(Unavailable):
+                await self._record()
 
 
 def sse_error(error: GatewayError) -> bytes:

@@ -53,7 +53,7 @@ class Spool:
         self,
         directory: Path,
         *,
-        sync_interval: float = 0.002,
+        sync_interval: float = 0.0,
         segment_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.directory = Path(directory)
