@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -86,7 +88,13 @@ class Services:
             stack.push_async_callback(upstream.close)
             redis = None
             if settings.redis_url:
-                redis = Redis.from_url(settings.redis_url)
+                # Fail fast: a request never waits on Redis retries (see RedisCounter).
+                redis = Redis.from_url(
+                    settings.redis_url,
+                    socket_connect_timeout=1.0,
+                    socket_timeout=1.0,
+                    retry=Retry(NoBackoff(), 0),
+                )
                 stack.push_async_callback(redis.aclose)
                 keys.follow(redis)
             limit = settings.parsed_rate_limit

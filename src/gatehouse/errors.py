@@ -17,6 +17,12 @@ refusal Gatehouse itself makes is sent with ``x-should-retry: false``: without
 it Claude Code retries a 401 or 403 for minutes before showing the message.
 Upstream failures are the exception: whether those are worth retrying is the
 client's call, so they carry no such header.
+
+401 and 403 also carry ``retry-after`` over a minute.  Measured with Claude Code
+2.1.332: with an ``apiKeyHelper`` it ignores ``x-should-retry`` on a 401 or 403
+(the key may have rotated) and retries for about four minutes, re-running the
+helper each time; a ``retry-after`` beyond 60 s cuts that to at most three
+attempts about a second apart, which still lets a rotated key through.
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ class GatewayError(Exception):
     status = 500
     error_type = "api_error"
     should_retry: bool | None = False
+    retry_after: int | None = None
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        if self.retry_after is not None:
+            self.headers.setdefault("retry-after", str(self.retry_after))
 
     def body(self) -> bytes:
         return error_body(self.error_type, self.message)
@@ -53,11 +62,13 @@ class InvalidRequest(GatewayError):
 class AuthenticationFailed(GatewayError):
     status = 401
     error_type = "authentication_error"
+    retry_after = 3600
 
 
 class PermissionDenied(GatewayError):
     status = 403
     error_type = "permission_error"
+    retry_after = 3600
 
 
 class NotFound(GatewayError):

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,3 +94,31 @@ def gateway_process(tmp_path: Path, sim_url: str) -> Iterator[GatewayProcess]:
     gw.start()
     yield gw
     gw.stop()
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path, sim_url: str) -> Iterator[Callable[..., GatewayProcess]]:
+    """Gateways with extra settings (``approved_models="claude-sonnet-*"`` sets
+    GATEHOUSE_APPROVED_MODELS), not yet started: create keys first, then ``start()``
+    — a started gateway has every key in its snapshot."""
+    made: list[GatewayProcess] = []
+
+    def make(**settings: str) -> GatewayProcess:
+        home = tmp_path / f"gateway-{len(made)}"
+        home.mkdir()
+        # The machine's own GATEHOUSE_* settings must not change what a test asserts.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+        env.update(
+            GATEHOUSE_DATA_DIR=str(home / "data"),
+            GATEHOUSE_UPSTREAM_URL=sim_url,
+            GATEHOUSE_SECRET_KEY="e2e-secret",
+            GATEHOUSE_KEY_REFRESH_INTERVAL="0.1",
+        )
+        env.update({f"GATEHOUSE_{name.upper()}": value for name, value in settings.items()})
+        gw = GatewayProcess(env=env, port=free_port(), log=home / "gateway.log")
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        gw.stop()

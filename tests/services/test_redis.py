@@ -40,7 +40,7 @@ async def test_replicas_share_one_rate_limit(redis: Redis) -> None:
 
 
 async def test_counter_falls_back_to_local_counting_without_redis() -> None:
-    unreachable = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    unreachable = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=None)
     limiter = RateLimiter(RateLimit(1, 60), RedisCounter(unreachable))
     await limiter.check("ada@example.com", now=100.0)
     with pytest.raises(RateLimited):

@@ -46,7 +46,8 @@ class RateLimit:
 
     def describe(self) -> str:
         unit = {1: "second", 60: "minute", 3600: "hour"}[self.window]
-        return f"{self.requests} requests per {unit}"
+        noun = "request" if self.requests == 1 else "requests"
+        return f"{self.requests} {noun} per {unit}"
 
 
 class Counter(Protocol):

@@ -41,7 +41,7 @@ from gatehouse.proxy.asgi import (
     read_body,
     send_error,
 )
-from gatehouse.proxy.attribution import attribute
+from gatehouse.proxy.attribution import attribute, parse_user_agent
 from gatehouse.proxy.sse import UsageTee, apply_json_response
 
 log = logging.getLogger("gatehouse.proxy")
@@ -130,8 +130,11 @@ class Exchange:
     async def _admit(self) -> bytes:
         """Authenticate and read the request; everything decided before going upstream."""
         headers = header_map(self.scope["headers"])
-        principal = self.proxy.keys.authenticate(headers)
         record = self.record
+        # What the headers say comes first, so even a refused request joins its session.
+        record.session_id = headers.get("x-claude-code-session-id", "")
+        record.client, record.client_version = parse_user_agent(headers.get("user-agent", ""))
+        principal = self.proxy.keys.authenticate(headers)
         record.key_id = principal.key_id
         record.developer = principal.email
         record.team = principal.team

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -22,11 +23,16 @@ class RedisCounter:
 
     PREFIX = "gatehouse:ratelimit:"
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, retry_after: float = 5.0) -> None:
         self._redis = redis
         self._fallback = MemoryCounter()
+        self._retry_after = retry_after
+        self._down_until = 0.0
 
     async def hit(self, key: str, window: int, now: float) -> int:
+        if time.monotonic() < self._down_until:
+            # Redis failed a moment ago: don't make every request wait to find out again.
+            return await self._fallback.hit(key, window, now)
         name = self.PREFIX + key
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -35,5 +41,6 @@ class RedisCounter:
                 count, _ = await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("rate-limit counter in Redis unreachable, counting locally: %s", exc)
+            self._down_until = time.monotonic() + self._retry_after
             return await self._fallback.hit(key, window, now)
         return int(count)
