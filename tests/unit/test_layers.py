@@ -10,10 +10,11 @@ PACKAGE = Path(__file__).parents[2] / "src" / "gatehouse"
 # module prefix → what it may not import
 FORBIDDEN = {
     "gatehouse.errors": ("gatehouse.",),
+    "gatehouse.claude_code": ("gatehouse.",),
     "gatehouse.settings": ("gatehouse.store", "gatehouse.proxy", "gatehouse.app", "gatehouse.cli"),
     "gatehouse.identity.principal": ("gatehouse.",),
     "gatehouse.ledger.usage": ("gatehouse.",),
-    "gatehouse.proxy.attribution": ("gatehouse.",),
+    "gatehouse.proxy.attribution": ("gatehouse.proxy", "gatehouse.store", "gatehouse.app"),
     "gatehouse.policy": (
         "gatehouse.store",
         "gatehouse.proxy",

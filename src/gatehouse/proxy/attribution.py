@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from gatehouse import claude_code
 
-_LEGACY_SESSION = re.compile(r"_session_([0-9a-fA-F-]{36})")
 _WORKDIR = re.compile(r"Primary working directory: *([^\n\r]+)")
 # "claude-cli/2.1.332 (external, cli)", "curl/8.1.2", or the SDKs' "Anthropic/Python 0.40.0".
 _UA = re.compile(r"^(\S+?)[/ ]v?(\d[^\s(;]*)")
@@ -49,23 +48,7 @@ def attribute(headers: Mapping[str, str], body: Mapping[str, Any]) -> Attributio
 
 
 def find_session_id(headers: Mapping[str, str], body: Mapping[str, Any]) -> str:
-    session = headers.get("x-claude-code-session-id")
-    if session:
-        return session
-    metadata = body.get("metadata")
-    user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
-    if not isinstance(user_id, str):
-        return ""
-    if user_id.startswith("{"):
-        # Claude Code 2.1.90+: metadata.user_id is itself a JSON string.
-        try:
-            parsed = orjson.loads(user_id)
-        except orjson.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, dict) and isinstance(parsed.get("session_id"), str):
-            return str(parsed["session_id"])
-    match = _LEGACY_SESSION.search(user_id)
-    return match.group(1) if match else ""
+    return claude_code.session_id(headers.get(claude_code.SESSION_HEADER), body)
 
 
 def parse_user_agent(user_agent: str) -> tuple[str, str]:

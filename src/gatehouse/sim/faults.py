@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from gatehouse import claude_code
 from gatehouse.sim.scenario import user_texts
 
 # name -> (HTTP status, error.type, error.message) for faults answered with an error status.
@@ -102,23 +101,13 @@ def fault_in_prompt(messages: list[Any]) -> str | None:
 
 
 def session_of(header_value: str | None, body: dict[str, Any]) -> str:
-    """The session a request belongs to: X-Claude-Code-Session-Id, else metadata.user_id."""
-    if header_value:
-        return header_value
+    """The session a request belongs to; failing that, whatever ``metadata.user_id`` says."""
+    session = claude_code.session_id(header_value, body)
+    if session:
+        return session
     metadata = body.get("metadata")
     user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
-    if not isinstance(user_id, str):
-        return ""
-    if user_id.startswith("{"):
-        try:
-            decoded = orjson.loads(user_id)
-        except orjson.JSONDecodeError:
-            return user_id
-        if isinstance(decoded, dict) and isinstance(decoded.get("session_id"), str):
-            return str(decoded["session_id"])
-        return user_id
-    _, sep, session = user_id.rpartition("_session_")
-    return session if sep else user_id
+    return user_id if isinstance(user_id, str) else ""
 
 
 class FaultCounter:
