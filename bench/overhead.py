@@ -10,6 +10,11 @@ run so both see the same machine:
 3. closed loop, 16 in flight: streaming requests/s through one process;
 4. memory: gateway RSS after 10k and after 100k requests (--soak).
 
+On a machine with two or more cores the gateway is pinned to its own core and
+the load generator and simulator share another, as they would be separate
+machines in production; both paths see the same client and upstream
+(`--no-pin` to let the scheduler place them).
+
 Run: `python bench/overhead.py` (about 5 minutes), `--quick` for a smoke run.
 Prints the figures and their ratios; writes bench/results/overhead.json.
 """
@@ -40,12 +45,15 @@ RESULTS = Path(__file__).parent / "results"
 
 
 @contextlib.contextmanager
-def child(args: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+def child(
+    args: list[str], env: dict[str, str], port: int, cpu: int | None
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "gatehouse", *args, "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu})),
     )
     try:
         wait_for_port("127.0.0.1", port, timeout=30)
@@ -260,7 +268,12 @@ def main() -> None:
     parser.add_argument("--open-seconds", type=float, default=20.0)
     parser.add_argument("--closed-seconds", type=float, default=15.0)
     parser.add_argument("--soak", type=int, default=100_000, help="0 to skip the memory soak")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     args = parser.parse_args()
+    pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
+    client_cpu, gateway_cpu = (0, 1) if pin else (None, None)
+    if client_cpu is not None:
+        os.sched_setaffinity(0, {client_cpu})
     if args.quick:
         args.sequential, args.open_seconds, args.closed_seconds, args.soak = 100, 3.0, 3.0, 2000
 
@@ -270,11 +283,18 @@ def main() -> None:
         sim_url = f"http://127.0.0.1:{sim_port}"
         env["GATEHOUSE_UPSTREAM_URL"] = sim_url
         key = create_key(env)
-        with child(["sim"], env, sim_port), child(["serve"], env, gw_port) as gw:
+        with (
+            child(["sim"], env, sim_port, client_cpu),
+            child(["serve"], env, gw_port, gateway_cpu) as gw,
+        ):
             results = uvloop.run(
                 measure(args, sim_url, f"http://127.0.0.1:{gw_port}", key, psutil.Process(gw.pid))
             )
-    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "pinned": pin,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "overhead.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
 

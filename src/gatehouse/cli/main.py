@@ -58,6 +58,7 @@ def main() -> None:
         level=os.environ.get("GATEHOUSE_LOG_LEVEL", "info").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         app()
     except GatewayError as exc:

@@ -103,6 +103,9 @@ class AnthropicUpstream:
             timeout=timeout,
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
+            # One session serves every developer: a cookie the upstream sets for one
+            # request must not ride along on anyone else's.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:

@@ -107,13 +107,18 @@ def row_to_key(row: sa.RowMapping) -> ApiKey:
     )
 
 
-def usage_to_row(record: UsageRecord) -> dict[str, Any]:
+_USAGE_COLUMNS = tuple(column.name for column in usage_records.columns)
+
+
+def usage_to_tuple(record: UsageRecord) -> tuple[Any, ...]:
+    """The record's values in ``usage_records`` column order."""
+    return tuple(_clean(getattr(record, name)) for name in _USAGE_COLUMNS)
+
+
+def _clean(value: Any) -> Any:
     # PostgreSQL rejects NUL in text; a model name from a request body could
     # carry one, and a record that can never be stored would stall the spool.
-    return {
-        name: value.replace("\x00", "\ufffd") if isinstance(value, str) else value
-        for name, value in record.to_dict().items()
-    }
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 def row_to_usage(row: sa.RowMapping) -> UsageRecord:

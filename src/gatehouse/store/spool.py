@@ -205,7 +205,7 @@ class SpoolDrainer:
         sink: Sink,
         *,
         batch_size: int = 500,
-        linger: float = 0.2,
+        linger: float = 0.25,
         max_backoff: float = 30.0,
         close_deadline: float = 5.0,
     ) -> None:
