@@ -69,6 +69,16 @@ class Services:
             )
             await drainer.start()
             stack.push_async_callback(drainer.close)
+            redis = None
+            if settings.redis_url:
+                # Fail fast: a request never waits on Redis retries (see RedisCounter).
+                redis = Redis.from_url(
+                    settings.redis_url,
+                    socket_connect_timeout=1.0,
+                    socket_timeout=1.0,
+                    retry=Retry(NoBackoff(), 0),
+                )
+                stack.push_async_callback(redis.aclose)
             keys = KeyStore(
                 db,
                 load_secret(settings.secret_key, settings.data_dir),
@@ -76,6 +86,8 @@ class Services:
             )
             await keys.start()
             stack.push_async_callback(keys.close)
+            if redis is not None:
+                keys.follow(redis)
             upstream = AnthropicUpstream(
                 UpstreamConfig(
                     base_url=settings.upstream_url,
@@ -87,17 +99,6 @@ class Services:
             )
             await upstream.start()
             stack.push_async_callback(upstream.close)
-            redis = None
-            if settings.redis_url:
-                # Fail fast: a request never waits on Redis retries (see RedisCounter).
-                redis = Redis.from_url(
-                    settings.redis_url,
-                    socket_connect_timeout=1.0,
-                    socket_timeout=1.0,
-                    retry=Retry(NoBackoff(), 0),
-                )
-                stack.push_async_callback(redis.aclose)
-                keys.follow(redis)
             limit = settings.parsed_rate_limit
             counter = RedisCounter(redis) if redis is not None else MemoryCounter()
             self.db, self.drainer = db, drainer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
@@ -56,6 +57,9 @@ async def test_revocation_is_announced_to_running_gateways(settings, redis_url: 
         request = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
         ok = await gw.client.post("/v1/messages", json=request, headers={"x-api-key": key})
         assert ok.status_code == 200
+        # Stay idle past the Redis client's 1 s socket timeout: a quiet channel must not
+        # be taken for a lost one.
+        await asyncio.sleep(1.5)
         key_id = key.split("_")[1]
         assert await gw.db.revoke_key(key_id, time.time())
         await announce_key_change(redis_url, key_id)

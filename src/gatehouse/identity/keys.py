@@ -192,7 +192,9 @@ class KeyStore:
                 if lost:
                     log.info("key-change channel on Redis is back")
                     lost = False
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                # A bounded wait: the client's socket timeout would count an idle channel
+                # as a lost one.
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                 if message is not None:
                     await self.refresh()
             except (RedisError, OSError) as exc:
