@@ -49,7 +49,11 @@ async def test_counter_falls_back_to_local_counting_without_redis() -> None:
     await unreachable.aclose()
 
 
-async def test_revocation_is_announced_to_running_gateways(settings, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+async def test_revocation_is_announced_to_running_gateways(
+    settings,  # type: ignore[no-untyped-def]
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # A poll interval of an hour: only the Redis announcement can make this pass.
     slow_poll = dataclasses.replace(settings, redis_url=redis_url, key_refresh_interval=3600.0)
     async with running_gateway(slow_poll) as gw:
@@ -70,3 +74,4 @@ async def test_revocation_is_announced_to_running_gateways(settings, redis_url: 
                 break
         assert refused.status_code == 401
         assert "revoked" in refused.json()["error"]["message"]
+    assert not [r for r in caplog.records if "channel lost" in r.getMessage()]
