@@ -192,8 +192,7 @@ class KeyStore:
                 if lost:
                     log.info("key-change channel on Redis is back")
                     lost = False
-                # A bounded wait: the client's socket timeout would count an idle channel
-                # as a lost one.
+                # Bounded waits keep each read inside the client's 1 s socket timeout.
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                 if message is not None:
                     await self.refresh()
