@@ -8,7 +8,8 @@ run so both see the same machine:
 1. one at a time: added time to first byte, p50 / p99;
 2. open loop at a steady rate (100 requests/s to each target): added TTFB;
 3. closed loop, 16 in flight: streaming requests/s through one process;
-4. memory: gateway RSS after 10k and after 100k requests (--soak).
+4. memory: gateway RSS after 10k and after 100k requests (--soak), and while
+   1,000 streams are open at once (--streams; the simulator holds each open).
 
 On a machine with two or more cores the gateway is pinned to its own core and
 the load generator and simulator share another, as they would be separate
@@ -179,6 +180,32 @@ async def soak(http, target, bodies, total: int, concurrency: int = 16) -> None:
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+async def open_streams(http, target, bodies, count: int, proc: psutil.Process) -> float:  # type: ignore[no-untyped-def]
+    """Hold ``count`` streams open at once (the simulator stalls after message_start);
+    return the gateway's RSS in MB while they are all open."""
+    headers = dict(claude_code_headers("streams", target.key))
+    headers["x-sim-fault"] = "stall,ms=4000"
+    opened = 0
+    all_open = asyncio.Event()
+
+    async def stream(i: int) -> None:
+        nonlocal opened
+        body, _ = bodies[i % len(bodies)]
+        async with http.post(target.url, data=body, headers=headers) as response:
+            await response.content.readany()
+            opened += 1
+            if opened == count:
+                all_open.set()
+            while await response.content.readany():
+                pass
+
+    tasks = [asyncio.ensure_future(stream(i)) for i in range(count)]
+    await asyncio.wait_for(all_open.wait(), 60)
+    rss = proc.memory_info().rss / 2**20
+    await asyncio.gather(*tasks)
+    return rss
+
+
 def create_key(env: dict[str, str]) -> str:
     out = subprocess.run(
         [
@@ -207,7 +234,9 @@ async def measure(
     gateway = Target("gateway", gw_url, key)
     connector = aiohttp.TCPConnector(limit=0)
     results: dict[str, object] = {}
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as http:
+    async with aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, timeout=aiohttp.ClientTimeout(total=120)
+    ) as http:
         await sequential(http, direct, gateway, bodies, 50)  # warm up both paths
         results["one_at_a_time"] = await sequential(http, direct, gateway, bodies, args.sequential)
         _report("one at a time", results["one_at_a_time"], 1.0, 3.0)
@@ -227,6 +256,20 @@ async def measure(
             f"direct {direct_rps:.0f} req/s (ratio {gateway_rps / direct_rps:.2f}; "
             f"target ≥ 500 req/s through Gatehouse)"
         )
+        if args.streams:
+            idle = gw_proc.memory_info().rss / 2**20
+            small = [(orjson.dumps(claude_code_body("s", size=10_000)), "s")]
+            rss = await open_streams(http, gateway, small, args.streams, gw_proc)
+            results["concurrent_streams"] = {
+                "streams": args.streams,
+                "body_bytes": 10_000,
+                "rss_idle_mb": idle,
+                "rss_open_mb": rss,
+            }
+            print(
+                f"\nmemory: RSS {rss:.1f} MB with {args.streams:,} streams open at once "
+                f"(10 KB bodies; {idle:.1f} MB before; target ≤ 150 MB)"
+            )
         if args.soak:
             first = args.soak // 10
             await soak(http, gateway, bodies, first)
@@ -268,6 +311,7 @@ def main() -> None:
     parser.add_argument("--open-seconds", type=float, default=20.0)
     parser.add_argument("--closed-seconds", type=float, default=15.0)
     parser.add_argument("--soak", type=int, default=100_000, help="0 to skip the memory soak")
+    parser.add_argument("--streams", type=int, default=1000, help="0 to skip open streams")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     args = parser.parse_args()
     pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
@@ -276,6 +320,7 @@ def main() -> None:
         os.sched_setaffinity(0, {client_cpu})
     if args.quick:
         args.sequential, args.open_seconds, args.closed_seconds, args.soak = 100, 3.0, 3.0, 2000
+        args.streams = 200
 
     with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as tmp:
         env = {**os.environ, "GATEHOUSE_DATA_DIR": tmp, "GATEHOUSE_SECRET_KEY": "bench"}
