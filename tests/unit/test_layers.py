@@ -7,6 +7,17 @@ import pytest
 
 PACKAGE = Path(__file__).parents[2] / "src" / "gatehouse"
 
+PURE_LEDGER = (
+    "gatehouse.store",
+    "gatehouse.proxy",
+    "gatehouse.providers",
+    "gatehouse.app",
+    "gatehouse.cli",
+    "redis",
+    "sqlalchemy",
+    "aiohttp",
+)
+
 # module prefix → what it may not import
 FORBIDDEN = {
     "gatehouse.errors": ("gatehouse.",),
@@ -45,6 +56,8 @@ FORBIDDEN = {
         "gatehouse.providers",
     ),
     "gatehouse.proxy": ("gatehouse.app", "gatehouse.cli"),
+    "gatehouse.ledger.prices": PURE_LEDGER,
+    "gatehouse.ledger.cost": PURE_LEDGER,
 }
 
 
