@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
+from gatehouse.payload import json_object
 
 SESSION_HEADER = "x-claude-code-session-id"
 
@@ -24,11 +24,8 @@ def session_id(header_value: str | None, body: Mapping[str, Any]) -> str:
     if not isinstance(user_id, str):
         return ""
     if user_id.startswith("{"):
-        try:
-            parsed = orjson.loads(user_id)
-        except orjson.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, dict) and isinstance(parsed.get("session_id"), str):
+        parsed = json_object(user_id)
+        if parsed is not None and isinstance(parsed.get("session_id"), str):
             return str(parsed["session_id"])
     _, legacy, session = user_id.rpartition("_session_")
     return session if legacy else ""

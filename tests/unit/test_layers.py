@@ -21,7 +21,8 @@ PURE_LEDGER = (
 # module prefix → what it may not import
 FORBIDDEN = {
     "gatehouse.errors": ("gatehouse.",),
-    "gatehouse.claude_code": ("gatehouse.",),
+    "gatehouse.payload": ("gatehouse.",),
+    "gatehouse.claude_code": ("gatehouse.errors", "gatehouse.proxy", "gatehouse.store"),
     "gatehouse.settings": ("gatehouse.store", "gatehouse.proxy", "gatehouse.app", "gatehouse.cli"),
     "gatehouse.identity.principal": ("gatehouse.",),
     "gatehouse.ledger.usage": ("gatehouse.",),

@@ -5,11 +5,9 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import orjson
 
 from gatehouse.errors import PermissionDenied
+from gatehouse.payload import json_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +37,8 @@ def models_in(body: bytes, content_type: str) -> Iterator[str]:
     """Models a JSON request names: ``model``, and ``requests[].params.model`` (batches)."""
     if not body or not content_type.startswith("application/json"):
         return
-    try:
-        data: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
-    if not isinstance(data, dict):
+    data = json_object(body)
+    if data is None:
         return
     if isinstance(data.get("model"), str):
         yield data["model"]

@@ -7,11 +7,8 @@ the content deltas that make up most of a stream are skipped by their name.
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
-
 from gatehouse.ledger.usage import UsageRecord
+from gatehouse.payload import json_object
 
 _WANTED = (b"message_start", b"message_delta", b"message_stop", b"error")
 
@@ -62,11 +59,8 @@ class UsageTee:
         if name == b"message_stop":
             self.finished = True
             return
-        try:
-            event: Any = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(event, dict):
+        event = json_object(data)
+        if event is None:
             return
         record = self._record
         if name == b"message_start":
@@ -92,11 +86,8 @@ class UsageTee:
 
 def apply_json_response(record: UsageRecord, body: bytes) -> None:
     """Usage, model and stop reason (or error type) from a non-streaming JSON body."""
-    try:
-        data: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
-    if not isinstance(data, dict):
+    data = json_object(body)
+    if data is None:
         return
     if data.get("type") == "error":
         error = data.get("error")
