@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 from redis.asyncio import Redis
@@ -20,6 +21,8 @@ from starlette.types import Receive, Scope, Send
 
 from gatehouse.errors import GatewayError, NotFound, Unavailable, error_body
 from gatehouse.identity.keys import KeyStore, load_secret
+from gatehouse.ledger.meter import CostCentres, Meter
+from gatehouse.ledger.prices import load_price_table
 from gatehouse.ledger.recorder import DatabaseSink, Recorder
 from gatehouse.policy.models import ModelPolicy
 from gatehouse.policy.ratelimit import MemoryCounter, RateLimiter
@@ -58,6 +61,13 @@ class Services:
                 "no upstream: set GATEHOUSE_UPSTREAM_URL (and GATEHOUSE_UPSTREAM_API_KEY), "
                 "or run `gatehouse serve` without either to use the built-in simulator"
             )
+        # Read before anything starts: a malformed table stops start-up, not a request.
+        meter = Meter(
+            load_price_table(Path(settings.price_file) if settings.price_file else None),
+            CostCentres.load(
+                Path(settings.cost_centres_file) if settings.cost_centres_file else None
+            ),
+        )
         async with contextlib.AsyncExitStack() as stack:
             db = await Database.open(settings.resolved_database_url)
             stack.push_async_callback(db.close)
@@ -106,6 +116,7 @@ class Services:
                 keys=keys,
                 upstream=upstream,
                 recorder=Recorder(spool),
+                meter=meter,
                 max_body_bytes=settings.max_body_bytes,
                 models=ModelPolicy.parse(settings.approved_models),
                 limiter=RateLimiter(limit, counter) if limit else None,

@@ -56,6 +56,17 @@ class Settings:
     rate_limit: str = _setting(
         "", "Requests per developer, such as 600/min; shared across replicas through Redis."
     )
+    price_file: str = _setting(
+        "", "Operator price table (YAML) merged over the packaged list prices; empty uses those."
+    )
+    cost_centres_file: str = _setting(
+        "", "YAML mapping of developers and teams to cost centres (default/teams/developers)."
+    )
+    alert_webhook_url: str = _setting(
+        "",
+        "Slack-compatible webhook that receives budget alerts (a team's budget may override it).",
+        secret=True,
+    )
     host: str = _setting("127.0.0.1", "Address `gatehouse serve` listens on.")
     port: int = _setting(8080, "Port `gatehouse serve` listens on.")
     max_body_bytes: int = _setting(32 * 1024 * 1024, "Largest request body accepted (bytes).")

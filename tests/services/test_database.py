@@ -11,17 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import gatehouse
+from gatehouse.events import Event
 from gatehouse.identity.principal import ApiKey
 from gatehouse.ledger.usage import UsageRecord
 from gatehouse.store.db import Database
 from gatehouse.store.errors import StoreConflict, StoreError
-from gatehouse.store.migrate import head_revision
+from gatehouse.store.migrate import alembic_config, head_revision
 from gatehouse.store.schema import metadata
 from gatehouse.store.spool import Spool, SpoolDrainer
 from tests.services.conftest import TcpProxy
@@ -72,7 +75,8 @@ def closed_port() -> int:
 
 async def test_migrations_build_the_schema_from_empty(database_url: str) -> None:
     db = await Database.open(database_url)
-    assert await db.schema_revision() == head_revision() == "0001"
+    assert await db.schema_revision() == head_revision()
+    assert head_revision() is not None
     assert await db.keys_revision() == 0
     assert await db.count_usage() == 0
     await db.close()
@@ -173,9 +177,68 @@ async def test_usage_keeps_every_field(db: Database) -> None:
         duration_ms=345.25,
         upstream_request_id="req_01",
         client_disconnected=True,
+        inference_geo="us",
+        service_tier="standard",
+        speed="standard",
+        cost_micros=9_000_000_123,
+        cost_centre="CC-1042",
     )
     await db.insert_usage([full, usage(1)])
     assert await db.query_usage() == [full, usage(1)]
+
+
+async def test_events_are_stored_once_with_their_detail(db: Database) -> None:
+    first = Event(
+        kind="unknown_model_price",
+        subject="model 'x' has no price",
+        severity="warning",
+        developer="dev@example.com",
+        detail={"model": "x", "n": 3},
+        ts=1_700_000_000.5,
+    )
+    second = Event(kind="budget_soft_alert", subject="80% of the budget", ts=1_700_000_001.0)
+    await db.insert_events([first, second])
+    await db.insert_events([first])  # a replayed spool batch adds nothing
+    assert await db.query_events() == [second, first]
+    assert await db.query_events(kind="unknown_model_price") == [first]
+    assert await db.query_events(since=1_700_000_001.0) == [second]
+
+
+async def test_upgrading_from_0001_keeps_usage_and_leaves_its_cost_unknown(
+    database_url: str,
+) -> None:
+    """Records stored before chargeback existed are not priced as free."""
+    await (await Database.open(database_url, migrate=False)).close()  # creates SQLite's directory
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0001"))
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO usage_records (id, ts, key_id, developer, team, repository, "
+                    "repository_source, session_id, client, client_version, request_class, "
+                    "endpoint, model_requested, model_served, streamed, input_tokens, "
+                    "output_tokens, cache_creation_input_tokens, cache_read_input_tokens, "
+                    "cache_creation_5m_tokens, cache_creation_1h_tokens, status, error_type, "
+                    "stop_reason, ttfb_ms, duration_ms, upstream_request_id, "
+                    "client_disconnected) VALUES ('old', 1.0, '', 'dev@example.com', '', '', "
+                    "'', '', '', '', '', '/v1/messages', 'm', 'm', false, 10, 20, 0, 0, 0, 0, "
+                    "200, '', 'end_turn', NULL, 5.0, '', false)"
+                )
+            )
+    finally:
+        await engine.dispose()
+    db = await Database.open(database_url)
+    try:
+        [old] = await db.query_usage()
+        assert (old.id, old.output_tokens, old.cost_micros, old.cost_centre) == (
+            "old",
+            20,
+            None,
+            "",
+        )
+    finally:
+        await db.close()
 
 
 async def test_a_nul_in_text_does_not_make_a_record_unstorable(db: Database) -> None:

@@ -26,6 +26,7 @@ FORBIDDEN = {
     "gatehouse.settings": ("gatehouse.store", "gatehouse.proxy", "gatehouse.app", "gatehouse.cli"),
     "gatehouse.identity.principal": ("gatehouse.",),
     "gatehouse.ledger.usage": ("gatehouse.",),
+    "gatehouse.events": ("gatehouse.",),
     "gatehouse.proxy.attribution": ("gatehouse.proxy", "gatehouse.store", "gatehouse.app"),
     "gatehouse.policy": (
         "gatehouse.store",
@@ -59,6 +60,7 @@ FORBIDDEN = {
     "gatehouse.proxy": ("gatehouse.app", "gatehouse.cli"),
     "gatehouse.ledger.prices": PURE_LEDGER,
     "gatehouse.ledger.cost": PURE_LEDGER,
+    "gatehouse.ledger.meter": PURE_LEDGER,
 }
 
 

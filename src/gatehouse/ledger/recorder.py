@@ -15,11 +15,13 @@ from typing import Any
 
 import orjson
 
+from gatehouse.events import Event
 from gatehouse.ledger.usage import UsageRecord
 from gatehouse.store.db import Database
 from gatehouse.store.spool import Spool
 
 USAGE = "usage"
+EVENT = "event"
 
 log = logging.getLogger("gatehouse.ledger")
 
@@ -32,6 +34,11 @@ class Recorder:
         entry = usage.to_dict()
         entry["kind"] = USAGE
         await self._spool.append(entry)
+
+    async def event(self, event: Event) -> None:
+        """Make ``event`` durable; it reaches the ``events`` table with the next drain."""
+        # Nested: an event has a ``kind`` of its own.
+        await self._spool.append({"kind": EVENT, "event": event.to_dict()})
 
 
 class DatabaseSink:
@@ -53,6 +60,9 @@ class DatabaseSink:
         usage = by_kind.pop(USAGE, [])
         if usage:
             await self._db.insert_usage([UsageRecord.from_dict(e) for e in usage])
+        events = by_kind.pop(EVENT, [])
+        if events:
+            await self._db.insert_events([Event.from_dict(e["event"]) for e in events])
         for kind, entries in by_kind.items():
             log.error(
                 "%d spooled records of unknown kind %r set aside in %s",

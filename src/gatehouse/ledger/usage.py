@@ -45,6 +45,13 @@ class UsageRecord:
     duration_ms: float = 0.0
     upstream_request_id: str = ""
     client_disconnected: bool = False
+    # As the API reports them: they change the price (inference_geo "us" is 1.1×).
+    inference_geo: str = ""
+    service_tier: str = ""
+    speed: str = ""
+    # Set by the meter before the record is spooled; None when the model has no price.
+    cost_micros: int | None = None
+    cost_centre: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -64,6 +71,10 @@ class UsageRecord:
         ):
             value = usage.get(name)
             if isinstance(value, int):
+                setattr(self, name, value)
+        for name in ("inference_geo", "service_tier", "speed"):
+            value = usage.get(name)
+            if isinstance(value, str):
                 setattr(self, name, value)
         creation = usage.get("cache_creation")
         if isinstance(creation, dict):

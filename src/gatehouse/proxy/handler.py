@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from gatehouse.errors import GatewayError, InvalidRequest, Unavailable
 from gatehouse.identity.keys import KeyStore
+from gatehouse.ledger.meter import Meter
 from gatehouse.ledger.recorder import Recorder
 from gatehouse.ledger.usage import UsageRecord
 from gatehouse.policy.models import ModelPolicy, models_in
@@ -71,6 +72,7 @@ class Proxy:
         keys: KeyStore,
         upstream: AnthropicUpstream,
         recorder: Recorder,
+        meter: Meter,
         max_body_bytes: int,
         models: ModelPolicy | None = None,
         limiter: RateLimiter | None = None,
@@ -78,6 +80,7 @@ class Proxy:
         self.keys = keys
         self.upstream = upstream
         self.recorder = recorder
+        self.meter = meter
         self.max_body_bytes = max_body_bytes
         self.models = models or ModelPolicy()
         self.limiter = limiter
@@ -281,8 +284,11 @@ class Exchange:
             return
         self.recorded = True
         self.record.duration_ms = (time.perf_counter() - self.started) * 1000
+        unpriced = self.proxy.meter.price(self.record)
         try:
             await asyncio.shield(self.proxy.recorder.record(self.record))
+            if unpriced is not None:
+                await asyncio.shield(self.proxy.recorder.event(unpriced))
         except GatewayError as exc:
             # Fail closed: an answer whose usage cannot be kept is not released.
             log.error("cannot record usage of request %s: %s", self.request_id, exc.message)

@@ -19,6 +19,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from gatehouse.events import Event
 from gatehouse.identity.principal import ApiKey
 from gatehouse.ledger.usage import UsageRecord
 from gatehouse.store import migrate as migrations
@@ -26,8 +27,11 @@ from gatehouse.store.errors import StoreConflict, StoreError
 from gatehouse.store.schema import (
     KEYS_REVISION,
     api_keys,
+    event_to_row,
+    events,
     key_to_row,
     revisions,
+    row_to_event,
     row_to_key,
     row_to_usage,
     usage_records,
@@ -189,6 +193,53 @@ class Database:
         with self._errors("count usage records"):
             async with self._engine.connect() as conn:
                 return int((await conn.execute(query)).scalar_one())
+
+    # -- events -------------------------------------------------------------
+
+    async def insert_events(self, batch: Sequence[Event]) -> None:
+        """Store events in one transaction, skipping ids already stored (idempotent)."""
+        if not batch:
+            return
+        rows = [event_to_row(event) for event in batch]
+        ids = [row["id"] for row in rows]
+        with self._errors("store events"):
+            async with self._engine.begin() as conn:
+                stored = await conn.execute(sa.select(events.c.id).where(events.c.id.in_(ids)))
+                seen = set(stored.scalars())
+                fresh = [row for row in rows if row["id"] not in seen]
+                if fresh:
+                    await conn.execute(events.insert(), fresh)
+
+    async def query_events(
+        self, *, kind: str | None = None, since: float | None = None, limit: int = 1000
+    ) -> list[Event]:
+        """Events newest first, optionally of one ``kind`` and with ``ts >= since``."""
+        query = sa.select(events)
+        if kind is not None:
+            query = query.where(events.c.kind == kind)
+        if since is not None:
+            query = query.where(events.c.ts >= since)
+        query = query.order_by(events.c.ts.desc(), events.c.id.desc()).limit(limit)
+        return [row_to_event(row) for row in await self.fetch_all(query, "read events")]
+
+    # -- generic reads and writes, for the surfaces' own queries ---------------
+
+    async def fetch_all(self, query: sa.Executable, action: str) -> list[sa.RowMapping]:
+        """Run a read and return its rows; ``action`` names it in any `StoreError`."""
+        with self._errors(action):
+            async with self._engine.connect() as conn:
+                return list((await conn.execute(query)).mappings().all())
+
+    async def execute(
+        self, statement: sa.Executable, action: str, *, conflict: bool = False
+    ) -> int:
+        """Run one write in its own transaction and return the rows it touched.
+
+        With ``conflict`` a unique-constraint violation is a `StoreConflict`.
+        """
+        with self._errors(action, conflict=conflict):
+            async with self._engine.begin() as conn:
+                return int((await conn.execute(statement)).rowcount)
 
     # -- errors -------------------------------------------------------------
 

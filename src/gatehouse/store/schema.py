@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
+from gatehouse.events import Event
 from gatehouse.identity.principal import ApiKey
 from gatehouse.ledger.usage import UsageRecord
 
@@ -73,9 +75,31 @@ usage_records = sa.Table(
     sa.Column("duration_ms", sa.Double, nullable=False),
     sa.Column("upstream_request_id", sa.String, nullable=False),
     sa.Column("client_disconnected", sa.Boolean, nullable=False),
+    sa.Column("inference_geo", sa.String, nullable=False, server_default=""),
+    sa.Column("service_tier", sa.String, nullable=False, server_default=""),
+    sa.Column("speed", sa.String, nullable=False, server_default=""),
+    sa.Column("cost_centre", sa.String, nullable=False, server_default=""),
+    sa.Column("cost_micros", sa.BigInteger, nullable=True),
     sa.Index("ix_usage_records_ts", "ts"),
     sa.Index("ix_usage_records_session_id", "session_id"),
     sa.Index("ix_usage_records_developer_ts", "developer", "ts"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("ts", sa.Double, nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("developer", sa.String, nullable=False),
+    sa.Column("team", sa.String, nullable=False),
+    sa.Column("repository", sa.String, nullable=False),
+    sa.Column("session_id", sa.String, nullable=False),
+    sa.Column("subject", sa.String, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON
+    sa.Index("ix_events_ts", "ts"),
+    sa.Index("ix_events_kind_ts", "kind", "ts"),
 )
 
 
@@ -123,3 +147,63 @@ def _clean(value: Any) -> Any:
 
 def row_to_usage(row: sa.RowMapping) -> UsageRecord:
     return UsageRecord(**dict(row))
+
+
+def event_to_row(event: Event) -> dict[str, Any]:
+    row = {name: _clean(value) for name, value in event.to_dict().items()}
+    row["detail"] = _clean(orjson.dumps(event.detail, default=str).decode())
+    return row
+
+
+def row_to_event(row: sa.RowMapping) -> Event:
+    data = dict(row)
+    data["detail"] = orjson.loads(data["detail"])
+    return Event.from_dict(data)
+
+
+BUDGETS_REVISION = "budgets"
+"""Name of the ``revisions`` row bumped with every change to budgets or their exceptions."""
+
+# Budgets and their exceptions (ledger/budgets.py); money in integer micro-dollars.
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("scope", sa.String(16), nullable=False),  # developer | team | repository
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("monthly_micros", sa.BigInteger, nullable=False),
+    sa.Column("daily_micros", sa.BigInteger, nullable=True),
+    sa.Column("soft_permille", sa.Integer, nullable=False),
+    sa.Column("hard_permille", sa.Integer, nullable=False),
+    sa.Column("webhook_url", sa.String(2000), nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("updated_by", sa.String(320), nullable=False),
+    sa.Index("ix_budgets_scope_name", "scope", "name", unique=True),
+)
+
+budget_exceptions = sa.Table(
+    "budget_exceptions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("budget_id", sa.String(32), nullable=False),
+    sa.Column("amount_micros", sa.BigInteger, nullable=False),
+    sa.Column("until", sa.Double, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("granted_by", sa.String(320), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("revoked_at", sa.Double, nullable=True),
+    sa.Index("ix_budget_exceptions_budget_id", "budget_id"),
+)
+
+# One row per alert sent: the primary key is the "once per threshold per period"
+# claim every replica races for (a conflict means another one sends it).
+budget_alerts = sa.Table(
+    "budget_alerts",
+    metadata,
+    sa.Column("budget_id", sa.String(32), primary_key=True),
+    sa.Column("period", sa.String(10), primary_key=True),  # 2026-11 or 2026-11-27
+    sa.Column("threshold", sa.String(8), primary_key=True),  # soft | hard
+    sa.Column("limit_micros", sa.BigInteger, primary_key=True),  # a raised limit re-arms
+    sa.Column("ts", sa.Double, nullable=False),
+    sa.Column("spend_micros", sa.BigInteger, nullable=False),
+)
