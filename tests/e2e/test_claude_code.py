@@ -278,6 +278,13 @@ def test_tool_loop_runs_real_tools_in_one_session(
     assert [r["stop_reason"] for r in turns] == ["tool_use", "tool_use", "end_turn"]
     assert {r["session_id"] for r in turns} == {result["session_id"]}
     assert {r["status"] for r in turns} == {200}
+    # Chargeback agrees with the CLI's own bill for the session, priced at list: each
+    # record is rounded once to a whole micro-dollar, the CLI keeps floats.
+    assert all(isinstance(r["cost_micros"], int) for r in turns), turns
+    ours = sum(int(r["cost_micros"]) for r in turns)  # type: ignore[call-overload]
+    theirs = result["total_cost_usd"] * 1_000_000
+    assert ours > 0
+    assert abs(ours - theirs) <= 0.5 * len(turns) + 1e-6, (ours, theirs, result["modelUsage"])
 
 
 def test_api_key_helper_rotated_key_is_picked_up_after_401(
