@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import orjson
@@ -16,13 +16,16 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
+from gatehouse.admin.app import create_admin_app
 from gatehouse.errors import GatewayError, NotFound, Unavailable, error_body
 from gatehouse.identity.keys import KeyStore, load_secret
+from gatehouse.identity.principal import Principal
+from gatehouse.ledger.enforcement import BudgetService
 from gatehouse.ledger.meter import CostCentres, Meter
-from gatehouse.ledger.prices import load_price_table
+from gatehouse.ledger.prices import PriceTable, load_price_table
 from gatehouse.ledger.recorder import DatabaseSink, Recorder
 from gatehouse.policy.models import ModelPolicy
 from gatehouse.policy.ratelimit import MemoryCounter, RateLimiter
@@ -46,12 +49,32 @@ class Services:
         self._proxy: Proxy | None = None
         self.db: Database | None = None
         self.drainer: SpoolDrainer | None = None
+        self.budgets: BudgetService | None = None
 
     @property
     def proxy(self) -> Proxy:
         if self._proxy is None:
             raise Unavailable("Gatehouse is starting up; retry in a moment")
         return self._proxy
+
+    # -- what the admin API reads (admin.app.Backend) --
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        return self.proxy.keys.authenticate(headers)
+
+    @property
+    def database(self) -> Database:
+        if self.db is None:
+            raise Unavailable("Gatehouse is starting up; retry in a moment")
+        return self.db
+
+    @property
+    def prices(self) -> PriceTable:
+        return self.proxy.meter.prices
+
+    @property
+    def redis_url(self) -> str:
+        return self.settings.redis_url
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -109,17 +132,28 @@ class Services:
             )
             await upstream.start()
             stack.push_async_callback(upstream.close)
+            recorder = Recorder(spool)
+            budgets = BudgetService(
+                db,
+                recorder,
+                redis=redis,
+                webhook_url=settings.alert_webhook_url,
+                refresh_interval=settings.budget_refresh_interval,
+            )
+            await budgets.start()
+            stack.push_async_callback(budgets.close)
             limit = settings.parsed_rate_limit
             counter = RedisCounter(redis) if redis is not None else MemoryCounter()
-            self.db, self.drainer = db, drainer
+            self.db, self.drainer, self.budgets = db, drainer, budgets
             self._proxy = Proxy(
                 keys=keys,
                 upstream=upstream,
-                recorder=Recorder(spool),
+                recorder=recorder,
                 meter=meter,
                 max_body_bytes=settings.max_body_bytes,
                 models=ModelPolicy.parse(settings.approved_models),
                 limiter=RateLimiter(limit, counter) if limit else None,
+                budgets=budgets.guard,
             )
             # Everything built so far lives as long as the process: keep the
             # collector from walking it again and again (fewer, shorter GC pauses).
@@ -204,6 +238,7 @@ def create_app(settings: Settings) -> Starlette:
             "/{prefix:path}" + VERTEX_PATH, ProxyEndpoint(services, Kind.VERTEX), methods=["POST"]
         ),
         Route("/v1/{rest:path}", ProxyEndpoint(services, Kind.PASSTHROUGH)),
+        Mount("/admin/api", app=create_admin_app(services)),
     ]
 
     @contextlib.asynccontextmanager

@@ -82,6 +82,11 @@ class Settings:
     key_refresh_interval: float = _setting(
         1.0, "Seconds between checks for key changes made by other processes."
     )
+    budget_refresh_interval: float = _setting(
+        1.0,
+        "Seconds between reloads of budget changes and reads of the spend other replicas "
+        "shared (Redis, else the database).",
+    )
     spool_sync_interval: float = _setting(
         0.0,
         "Extra wait (seconds) to group usage records into one fsync; 0 syncs as soon as "

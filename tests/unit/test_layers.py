@@ -61,6 +61,12 @@ FORBIDDEN = {
     "gatehouse.ledger.prices": PURE_LEDGER,
     "gatehouse.ledger.cost": PURE_LEDGER,
     "gatehouse.ledger.meter": PURE_LEDGER,
+    "gatehouse.ledger.budgets": PURE_LEDGER,
+    "gatehouse.ledger.guard": PURE_LEDGER,
+    "gatehouse.ledger.rollups": PURE_LEDGER,
+    "gatehouse.ledger.exports": PURE_LEDGER,
+    # The admin API reads through services; it never reaches into the data plane.
+    "gatehouse.admin": ("gatehouse.proxy", "gatehouse.providers", "gatehouse.app", "gatehouse.cli"),
 }
 
 

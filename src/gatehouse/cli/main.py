@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,11 +18,11 @@ import orjson
 import typer
 import uvicorn
 import uvloop
-from rich.console import Console
 from rich.table import Table
 
 from gatehouse.app import create_app
-from gatehouse.cli import setup
+from gatehouse.cli import budget, chargeback, setup
+from gatehouse.cli.common import database, err, fail, out, run
 from gatehouse.cli.processes import simulator, uvicorn_config
 from gatehouse.errors import GatewayError
 from gatehouse.identity.keys import (
@@ -33,9 +33,9 @@ from gatehouse.identity.keys import (
     mint_key,
     parse_duration,
 )
+from gatehouse.identity.roles import ROLES, parse_roles
 from gatehouse.ledger.usage import UsageRecord
 from gatehouse.settings import Settings
-from gatehouse.store.db import Database
 
 app = typer.Typer(
     help="Gatehouse: the control plane in front of Claude Code.",
@@ -45,10 +45,10 @@ app = typer.Typer(
 keys_app = typer.Typer(help="Create, list and revoke developer keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(setup.app, name="setup")
+app.add_typer(chargeback.app, name="chargeback")
+app.add_typer(budget.app, name="budget")
+app.command("prices")(chargeback.prices)
 
-# Piped output keeps whole lines: a key or a table row cut at 80 columns is useless.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)
 
 ANTHROPIC_API = "https://api.anthropic.com"
 
@@ -62,24 +62,8 @@ def main() -> None:
     try:
         app()
     except GatewayError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+        fail(exc.message)
         sys.exit(2)
-
-
-@contextlib.asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[Database]:
-    db = await Database.open(settings.resolved_database_url)
-    try:
-        yield db
-    finally:
-        await db.close()
-
-
-def _run(coro: Awaitable[Any]) -> Any:
-    async def wrapper() -> Any:
-        return await coro
-
-    return uvloop.run(wrapper())
 
 
 @contextlib.contextmanager
@@ -155,7 +139,7 @@ def demo(
     from gatehouse.sim.traffic import replay_sessions
 
     settings = Settings.load()
-    key = _run(_demo_key(settings))
+    key = run(_demo_key(settings))
     # Listening on every address: print the one this machine can reach itself on.
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base = f"http://{host}:{settings.port}"
@@ -167,7 +151,7 @@ def demo(
     async def after_start(url: str) -> None:
         if replay:
             await replay_sessions(url, key)
-            async with _database(settings) as db:
+            async with database(settings) as db:
                 await asyncio.sleep(0.2)  # let the spool drain what the replay just wrote
                 _usage_table(await db.query_usage(limit=50))
         out.print(f"Gatehouse is serving on {url}. Ctrl-C to stop.")
@@ -180,7 +164,7 @@ async def _demo_key(settings: Settings) -> str:
     """Reuse the demo key kept in the data directory while it is still valid."""
     path = settings.data_dir / "demo_key"
     secret = load_secret(settings.secret_key, settings.data_dir)
-    async with _database(settings) as db:
+    async with database(settings) as db:
         if path.exists():
             existing = path.read_text().strip()
             wanted = digest(secret, existing)
@@ -199,24 +183,33 @@ def keys_create(
     user: Annotated[str, typer.Option(help="The human the key belongs to (email).")],
     team: Annotated[str, typer.Option(help="Team for attribution and budgets.")] = "",
     expires: Annotated[str | None, typer.Option(help="Lifetime such as 30d or 12h.")] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(help=f"A role (repeatable): {', '.join(ROLES)}. Default developer."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {id, key} as JSON.")] = False,
 ) -> None:
     """Create a key; it is printed once and only its digest is stored."""
     settings = Settings.load()
     expires_in = parse_duration(expires) if expires else None
+    try:
+        roles = parse_roles(role or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--role") from None
     new: NewKey = mint_key(
         load_secret(settings.secret_key, settings.data_dir),
         email=user,
         team=team,
+        roles=roles,
         expires_in=expires_in,
     )
 
     async def store() -> None:
-        async with _database(settings) as db:
+        async with database(settings) as db:
             await db.insert_key(new.record)
         await announce_key_change(settings.redis_url, new.record.id)
 
-    _run(store())
+    run(store())
     if as_json:
         sys.stdout.write(orjson.dumps({"id": new.record.id, "key": new.secret}).decode() + "\n")
         return
@@ -233,10 +226,10 @@ def keys_list(
     settings = Settings.load()
 
     async def load() -> list[Any]:
-        async with _database(settings) as db:
+        async with database(settings) as db:
             return await db.list_keys()
 
-    keys = _run(load())
+    keys = run(load())
     now = time.time()
     if as_json:
         for k in keys:
@@ -252,12 +245,13 @@ def keys_list(
             }
             sys.stdout.write(orjson.dumps(row).decode() + "\n")
         return
-    table = Table("id", "user", "team", "created", "expires", "status")
+    table = Table("id", "user", "team", "roles", "created", "expires", "status")
     for k in keys:
         table.add_row(
             k.id,
             k.email,
             k.team,
+            ",".join(k.roles),
             _iso(k.created_at),
             _iso(k.expires_at) or "-",
             _key_status(k, now),
@@ -274,14 +268,14 @@ def keys_revoke(
     key_id = key_id.removeprefix("ghk_").split("_", 1)[0]
 
     async def revoke() -> bool:
-        async with _database(settings) as db:
+        async with database(settings) as db:
             revoked = await db.revoke_key(key_id, time.time())
         if revoked:
             await announce_key_change(settings.redis_url, key_id)
         return revoked
 
-    if not _run(revoke()):
-        err.print(f"[red]error:[/red] no active key with id {key_id!r}")
+    if not run(revoke()):
+        fail(f"no active key with id {key_id!r}")
         raise typer.Exit(1)
     out.print(f"Revoked key {key_id}.")
 
@@ -297,10 +291,10 @@ def usage(
     cutoff = time.time() - parse_duration(since)
 
     async def load() -> list[UsageRecord]:
-        async with _database(settings) as db:
+        async with database(settings) as db:
             return await db.query_usage(since=cutoff, limit=limit)
 
-    records = _run(load())
+    records = run(load())
     if as_json:
         for r in records:
             row = r.to_dict()
@@ -329,6 +323,7 @@ def _usage_table(records: list[UsageRecord]) -> None:
         "out",
         "cache w",
         "cache r",
+        "cost $",
         "status",
         "ttfb ms",
     )
@@ -343,6 +338,7 @@ def _usage_table(records: list[UsageRecord]) -> None:
             str(r.output_tokens),
             str(r.cache_creation_input_tokens),
             str(r.cache_read_input_tokens),
+            "unknown" if r.cost_micros is None else f"{r.cost_micros / 1_000_000:.6f}",
             str(r.status) + (f" {r.error_type}" if r.error_type else ""),
             f"{r.ttfb_ms:.1f}" if r.ttfb_ms is not None else "-",
         )

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from gatehouse.errors import GatewayError, InvalidRequest, Unavailable
 from gatehouse.identity.keys import KeyStore
+from gatehouse.ledger.guard import BudgetGuard
 from gatehouse.ledger.meter import Meter
 from gatehouse.ledger.recorder import Recorder
 from gatehouse.ledger.usage import UsageRecord
@@ -76,6 +77,7 @@ class Proxy:
         max_body_bytes: int,
         models: ModelPolicy | None = None,
         limiter: RateLimiter | None = None,
+        budgets: BudgetGuard | None = None,
     ) -> None:
         self.keys = keys
         self.upstream = upstream
@@ -84,6 +86,7 @@ class Proxy:
         self.max_body_bytes = max_body_bytes
         self.models = models or ModelPolicy()
         self.limiter = limiter
+        self.budgets = budgets
 
     async def handle(self, kind: Kind, scope: Scope, receive: Receive, send: Send) -> None:
         await Exchange(self, kind, scope, receive, send).run()
@@ -146,8 +149,11 @@ class Exchange:
             # Batches and future endpoints name models too: the veto covers them.
             for named in models_in(body, headers.get("content-type", "")):
                 self.proxy.models.check(named)
-            if self.scope["method"] == "POST" and self.proxy.limiter is not None:
-                await self.proxy.limiter.check(principal.email)
+            if self.scope["method"] == "POST":
+                if self.proxy.budgets is not None:
+                    self.proxy.budgets.check(principal.email, principal.team, "", time.time())
+                if self.proxy.limiter is not None:
+                    await self.proxy.limiter.check(principal.email)
             return body
         if self.kind is Kind.VERTEX:
             call = vertex.translate(self.scope["path_params"]["target"], parse_object(body))
@@ -167,6 +173,8 @@ class Exchange:
         if self.target.startswith("/v1/messages/count_tokens"):
             return body  # counting tokens costs nothing and decides nothing
         self.proxy.models.check(record.model_requested)
+        if self.proxy.budgets is not None:
+            self.proxy.budgets.check(record.developer, record.team, record.repository, time.time())
         if self.proxy.limiter is not None:
             await self.proxy.limiter.check(principal.email)
         return body
@@ -285,6 +293,9 @@ class Exchange:
         self.recorded = True
         self.record.duration_ms = (time.perf_counter() - self.started) * 1000
         unpriced = self.proxy.meter.price(self.record)
+        if self.proxy.budgets is not None:
+            # Spent upstream whether or not the record can be kept: charge it first.
+            self.proxy.budgets.charge(self.record)
         try:
             await asyncio.shield(self.proxy.recorder.record(self.record))
             if unpriced is not None:

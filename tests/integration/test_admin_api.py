@@ -1,0 +1,222 @@
+"""The admin API: every route × every role, errors in the gateway's shape, OpenAPI served."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gatehouse.identity.roles import ROLES
+from gatehouse.ledger import budgeting
+from gatehouse.ledger.usage import UsageRecord
+from tests.conftest import Gateway
+
+ALL = frozenset(ROLES)
+MONEY = frozenset({"finance", "platform-admin"})
+MANAGERS = MONEY | {"eng-manager"}
+OPERATORS = frozenset({"platform-admin", "security", "finance"})
+
+# (method, path as in the OpenAPI document) → the roles it admits, and a request that
+# is valid for an admitted role.  Every route the API serves must be listed here.
+MATRIX: dict[tuple[str, str], tuple[frozenset[str], dict[str, Any]]] = {
+    ("GET", "/v1/whoami"): (ALL, {}),
+    ("GET", "/v1/events"): (OPERATORS, {}),
+    ("GET", "/v1/prices"): (ALL, {}),
+    ("GET", "/v1/chargeback/report"): (MANAGERS, {"params": {"month": "2026-11"}}),
+    ("GET", "/v1/chargeback/export"): (MONEY, {"params": {"month": "2026-11"}}),
+    ("GET", "/v1/budgets"): (MANAGERS, {}),
+    ("PUT", "/v1/budgets/{scope}/{name}"): (MONEY, {"json": {"monthly_usd": "100"}}),
+    ("DELETE", "/v1/budgets/{scope}/{name}"): (MONEY, {}),
+    ("POST", "/v1/budgets/{scope}/{name}/exceptions"): (
+        MANAGERS,
+        {"json": {"amount_usd": "5", "until": "2099-01-01", "reason": "launch week"}},
+    ),
+}
+
+
+def _concrete(path: str) -> str:
+    # The keys' team: a manager of payments may raise payments' budget.
+    return path.replace("{scope}", "team").replace("{name}", "payments")
+
+
+async def _prepare(gateway: Gateway, method: str, path: str) -> None:
+    """What an admitted call needs to exist: a budget to change, raise or remove."""
+    if "{scope}" in path:
+        await budgeting.set_budget(
+            gateway.db, "", scope="team", name="payments", monthly_micros=10**8, by="test"
+        )
+
+
+async def _keys(gateway: Gateway) -> dict[str, str]:
+    return {
+        role: await gateway.key(email=f"{role}@example.com", team="payments", roles=(role,))
+        for role in ROLES
+    }
+
+
+async def test_the_matrix_lists_every_route(gateway: Gateway) -> None:
+    document = (await gateway.client.get("/admin/api/openapi.json")).json()
+    served = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method in operations
+    }
+    assert served == set(MATRIX)
+
+
+@pytest.mark.parametrize(("method", "path"), list(MATRIX), ids=lambda v: str(v))
+async def test_each_route_admits_exactly_its_roles(
+    gateway: Gateway, method: str, path: str
+) -> None:
+    allowed, request = MATRIX[(method, path)]
+    keys = await _keys(gateway)
+    url = "/admin/api" + _concrete(path)
+    anonymous = await gateway.client.request(method, url, **request)
+    assert anonymous.status_code == 401, anonymous.text
+    for role, key in keys.items():
+        await _prepare(gateway, method, path)
+        response = await gateway.client.request(
+            method, url, headers={"authorization": f"Bearer {key}"}, **request
+        )
+        if role in allowed:
+            assert response.status_code < 400, (role, response.text)
+        else:
+            assert response.status_code == 403, (role, response.text)
+            error = response.json()["error"]
+            assert error["type"] == "permission_error"
+            assert f"{role}@example.com may not {method} {url}" in error["message"]
+
+
+async def test_an_engineering_manager_sees_their_own_team_only(gateway: Gateway) -> None:
+    await gateway.db.insert_usage(
+        [
+            UsageRecord(
+                ts=1_795_000_000.0,
+                developer=f"{who}@example.com",
+                team=team,
+                cost_micros=micros,
+                input_tokens=1,
+            )
+            for who, team, micros in (
+                ("ada", "payments", 1_000_000),
+                ("bob", "search", 2_000_000),
+            )
+        ]
+    )
+    manager = await gateway.key(email="em@example.com", team="payments", roles=("eng-manager",))
+    finance = await gateway.key(email="fin@example.com", team="", roles=("finance",))
+    month = "2026-11"
+    seen = {}
+    for name, key in (("manager", manager), ("finance", finance)):
+        response = await gateway.client.get(
+            "/admin/api/v1/chargeback/report",
+            params={"month": month, "by": "team"},
+            headers={"x-api-key": key},
+        )
+        assert response.status_code == 200, response.text
+        seen[name] = {row["key"]: row["cost_micros"] for row in response.json()["rows"]}
+    assert seen["manager"] == {"payments": 1_000_000}
+    assert seen["finance"] == {"payments": 1_000_000, "search": 2_000_000}
+
+
+async def test_bad_input_is_an_anthropic_shaped_400(gateway: Gateway) -> None:
+    key = await gateway.key(roles=("finance",))
+    for params in ({"month": "2026-13"}, {"by": "colour"}, {"month": "x", "day": "y"}):
+        response = await gateway.client.get(
+            "/admin/api/v1/chargeback/report", params=params, headers={"x-api-key": key}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["type"] == "invalid_request_error"
+        assert "Traceback" not in response.text
+
+
+async def test_openapi_document_and_docs_are_served(gateway: Gateway) -> None:
+    document = await gateway.client.get("/admin/api/openapi.json")
+    assert document.status_code == 200
+    assert document.json()["info"]["title"] == "Gatehouse admin API"
+    docs = await gateway.client.get("/admin/api/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_budgets_through_the_api_are_recorded_with_who(gateway: Gateway) -> None:
+    finance = {"x-api-key": await gateway.key(email="fin@example.com", roles=("finance",))}
+    manager = {
+        "x-api-key": await gateway.key(
+            email="em@example.com", team="payments", roles=("eng-manager",)
+        )
+    }
+    put = await gateway.client.put(
+        "/admin/api/v1/budgets/team/payments",
+        json={"monthly_usd": "1000.50", "soft": "0.75"},
+        headers=finance,
+    )
+    assert put.status_code == 200, put.text
+    assert put.json()["monthly_usd"] == "$1,000.50"
+    assert put.json()["soft_permille"] == 750
+    other = await gateway.client.put(
+        "/admin/api/v1/budgets/team/search", json={"monthly_usd": "10"}, headers=finance
+    )
+    assert other.status_code == 200
+
+    seen = await gateway.client.get("/admin/api/v1/budgets", headers=manager)
+    assert [(b["scope"], b["name"]) for b in seen.json()] == [("team", "payments")]
+
+    raised = await gateway.client.post(
+        "/admin/api/v1/budgets/team/payments/exceptions",
+        json={"amount_usd": "200", "until": "2099-12-31", "reason": "migration week"},
+        headers=manager,
+    )
+    assert raised.status_code == 200, raised.text
+    assert raised.json()["granted_by"] == "em@example.com"
+    assert raised.json()["limits"]["monthly"] == "$1,200.50"
+    refused = await gateway.client.post(
+        "/admin/api/v1/budgets/team/search/exceptions",
+        json={"amount_usd": "200", "until": "2099-12-31", "reason": "not mine"},
+        headers=manager,
+    )
+    assert refused.status_code == 403
+    assert "payments" in refused.json()["error"]["message"]
+
+    events = await gateway.db.query_events(kind="budget_exception_granted")
+    assert [(e.detail.get("granted_by"), e.detail.get("reason")) for e in events] == [
+        ("em@example.com", "migration week")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"monthly_usd": "lots"}, "monthly_usd"),
+        ({"monthly_usd": "-5"}, "monthly_usd"),
+        ({"monthly_usd": "10", "soft": "2x"}, "soft"),
+        ({}, "monthly_usd"),
+    ],
+)
+async def test_bad_budget_terms_are_400s_that_name_the_field(
+    gateway: Gateway, body: dict[str, Any], fragment: str
+) -> None:
+    key = await gateway.key(roles=("platform-admin",))
+    response = await gateway.client.put(
+        "/admin/api/v1/budgets/team/payments", json=body, headers={"x-api-key": key}
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert fragment in error["message"]
+
+
+async def test_a_repository_budget_is_addressed_by_its_path(gateway: Gateway) -> None:
+    key = {"x-api-key": await gateway.key(roles=("finance",))}
+    url = "/admin/api/v1/budgets/repository/github.com/acme/payments"
+    assert (await gateway.client.put(url, json={"monthly_usd": "50"}, headers=key)).is_success
+    raised = await gateway.client.post(
+        url + "/exceptions",
+        json={"amount_usd": "5", "until": "2099-01-01", "reason": "incident"},
+        headers=key,
+    )
+    assert raised.status_code == 200, raised.text
+    assert raised.json()["limits"]["monthly"] == "$55.00"
+    assert (await gateway.client.delete(url, headers=key)).json()["name"] == (
+        "github.com/acme/payments"
+    )
+    assert (await gateway.client.delete(url, headers=key)).status_code == 404
