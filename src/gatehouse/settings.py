@@ -67,6 +67,38 @@ class Settings:
         "Slack-compatible webhook that receives budget alerts (a team's budget may override it).",
         secret=True,
     )
+    public_url: str = _setting(
+        "",
+        "The URL browsers and developers reach Gatehouse at (https://gatehouse.example.com): "
+        "login links and the OIDC redirect. Empty means http://host:port.",
+    )
+    oidc_issuer: str = _setting(
+        "", "The IdP's OIDC issuer URL (discovery at /.well-known/openid-configuration)."
+    )
+    oidc_client_id: str = _setting("", "Gatehouse's OIDC client id at the IdP.")
+    oidc_client_secret: str = _setting(
+        "", "Gatehouse's OIDC client secret (use {$env: …} or {$file: …} in YAML).", secret=True
+    )
+    oidc_scopes: str = _setting(
+        "openid email profile groups", "Scopes Gatehouse asks the IdP for at sign-in."
+    )
+    oidc_groups_claim: str = _setting(
+        "groups", "The ID-token claim that lists the signed-in human's IdP groups."
+    )
+    role_groups: str = _setting(
+        "",
+        "IdP groups that grant roles: platform-admin=gh-platform,security=gh-security,"
+        "finance=gh-finance,eng-manager=gh-managers. Everyone signed in is a developer.",
+    )
+    team_group_prefix: str = _setting(
+        "team-", "An IdP group named <prefix><team> makes its members members of that team."
+    )
+    scim_token: str = _setting(
+        "", "Bearer token the IdP presents on /scim/v2; empty disables SCIM.", secret=True
+    )
+    access_token_ttl: float = _setting(
+        3600.0, "Seconds a `gatehouse key-helper` access token is valid."
+    )
     host: str = _setting("127.0.0.1", "Address `gatehouse serve` listens on.")
     port: int = _setting(8080, "Port `gatehouse serve` listens on.")
     max_body_bytes: int = _setting(32 * 1024 * 1024, "Largest request body accepted (bytes).")

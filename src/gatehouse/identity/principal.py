@@ -27,6 +27,7 @@ class ApiKey:
     created_at: float = 0.0
     expires_at: float | None = None
     revoked_at: float | None = None
+    service: str = ""  # a service key: the automation it is for; ``email`` is its human owner
 
     def principal(self) -> Principal:
         return Principal(email=self.email, team=self.team, roles=self.roles, key_id=self.id)

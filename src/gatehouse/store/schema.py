@@ -32,6 +32,8 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("expires_at", sa.Double, nullable=True),
     sa.Column("revoked_at", sa.Double, nullable=True),
+    # A service key names the automation it is for; its usage still belongs to `email`.
+    sa.Column("service", sa.String(200), nullable=False, server_default=""),
     sa.Index("ix_api_keys_digest", "digest", unique=True),
 )
 
@@ -115,6 +117,7 @@ def key_to_row(key: ApiKey) -> dict[str, Any]:
         "created_at": key.created_at,
         "expires_at": key.expires_at,
         "revoked_at": key.revoked_at,
+        "service": key.service,
     }
 
 
@@ -128,6 +131,7 @@ def row_to_key(row: sa.RowMapping) -> ApiKey:
         created_at=row["created_at"],
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
+        service=row["service"],
     )
 
 
@@ -206,4 +210,78 @@ budget_alerts = sa.Table(
     sa.Column("limit_micros", sa.BigInteger, primary_key=True),  # a raised limit re-arms
     sa.Column("ts", sa.Double, nullable=False),
     sa.Column("spend_micros", sa.BigInteger, nullable=False),
+)
+
+
+IDENTITY_REVISION = "identity"
+"""Bumped with every change to users, groups, memberships or login credentials, so
+every gateway reloads who is active and which credentials are revoked."""
+
+# SCIM resources (identity/scim.py).  ``resource`` keeps the whole SCIM document as
+# JSON so attributes Gatehouse does not model round-trip unchanged.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("user_name", sa.String(320), nullable=False),  # lower-cased email
+    sa.Column("external_id", sa.String(200), nullable=True),
+    sa.Column("display_name", sa.String(320), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("resource", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("deactivated_at", sa.Double, nullable=True),
+    sa.Index("ix_users_user_name", "user_name", unique=True),
+)
+
+groups = sa.Table(
+    "groups",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("display_name", sa.String(320), nullable=False),
+    sa.Column("external_id", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Index("ix_groups_display_name", "display_name", unique=True),
+)
+
+group_members = sa.Table(
+    "group_members",
+    metadata,
+    sa.Column("group_id", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(64), primary_key=True),
+    sa.Index("ix_group_members_user_id", "user_id"),
+)
+
+# Long-lived login credentials from `gatehouse login` (device flow); only digests.
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("digest", sa.String(128), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("client", sa.String(500), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("last_used_at", sa.Double, nullable=True),
+    sa.Column("expires_at", sa.Double, nullable=True),
+    sa.Column("revoked_at", sa.Double, nullable=True),
+    sa.Index("ix_credentials_digest", "digest", unique=True),
+    sa.Index("ix_credentials_email", "email"),
+)
+
+# RFC 8628 device authorizations in progress, shared by every replica.
+device_grants = sa.Table(
+    "device_grants",
+    metadata,
+    sa.Column("device_code_digest", sa.String(128), primary_key=True),
+    sa.Column("user_code", sa.String(16), nullable=False),
+    sa.Column("client", sa.String(500), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending|approved|denied|consumed
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("credential_id", sa.String(32), nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("interval", sa.Integer, nullable=False),
+    sa.Column("last_polled_at", sa.Double, nullable=True),
+    sa.Index("ix_device_grants_user_code", "user_code", unique=True),
 )
