@@ -15,13 +15,13 @@ from gatehouse.ledger.rollups import (
     aggregate,
     build_report,
     day,
+    decimal_usd,
     developer_stats,
     dimension_value,
     fold,
     month,
     nearest_rank,
     parse_dimension,
-    usd,
 )
 from gatehouse.ledger.usage import UsageRecord
 
@@ -96,7 +96,7 @@ def test_the_model_is_the_served_one_else_the_requested_one() -> None:
     [(0, "0.000000"), (1, "0.000001"), (154_000, "0.154000"), (12_345_678, "12.345678")],
 )
 def test_usd_is_exact(micros: int, text: str) -> None:
-    assert usd(micros) == text
+    assert decimal_usd(micros) == text
 
 
 # -- the seed figures, by hand ------------------------------------------------------
@@ -188,7 +188,7 @@ def test_every_grouping_conserves_the_month_total(batch: list[UsageRecord], by: 
         assert 1 <= row.developers <= row.records
     report = build_report(NOV, by, rows, {})
     assert report.total.cost_micros == sum(known)
-    assert report.to_json()["total"]["cost_usd"] == usd(sum(known))
+    assert report.to_json()["total"]["cost_usd"] == decimal_usd(sum(known))
 
 
 @given(st.lists(records, max_size=30))

@@ -23,7 +23,7 @@ from enum import StrEnum
 import orjson
 
 from gatehouse.errors import InvalidRequest
-from gatehouse.ledger.rollups import NO_VALUE, Period, ReportRow, combine, usd
+from gatehouse.ledger.rollups import NO_VALUE, Period, ReportRow, combine, decimal_usd
 
 FOCUS_VERSION = "1.2"
 
@@ -149,7 +149,7 @@ def chargeback_csv(period: Period, lines: Iterable[ChargeLine]) -> tuple[str, in
                 row.cache_write_5m_tokens,
                 row.cache_write_1h_tokens,
                 row.cache_read_tokens,
-                usd(row.cost_micros),
+                decimal_usd(row.cost_micros),
             )
         )
     return out.getvalue(), len(groups)
@@ -232,7 +232,7 @@ def focus(
     for line in lines:
         if not line.priced:
             continue
-        usage, cost = line.usage, usd(line.usage.cost_micros)
+        usage, cost = line.usage, decimal_usd(line.usage.cost_micros)
         model, team = _cell(line.model), _cell(line.team)
         day_start = datetime(line.day.year, line.day.month, line.day.day, tzinfo=UTC)
         tags = {

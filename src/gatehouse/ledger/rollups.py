@@ -175,7 +175,7 @@ class ReportRow:
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["cost_usd"] = usd(self.cost_micros)
+        data["cost_usd"] = decimal_usd(self.cost_micros)
         return data
 
 
@@ -362,7 +362,7 @@ class DayTotal:
         return {
             "day": self.day.isoformat(),
             "cost_micros": self.cost_micros,
-            "cost_usd": usd(self.cost_micros),
+            "cost_usd": decimal_usd(self.cost_micros),
             "records": self.records,
             "unpriced": self.unpriced,
         }
@@ -425,7 +425,7 @@ def build_report(
     )
 
 
-def usd(micros: int) -> str:
+def decimal_usd(micros: int) -> str:
     """Integer micro-dollars as an exact decimal string with six places (``"12.345678"``)."""
     whole, fraction = divmod(abs(micros), MICROS_PER_USD)
     return f"{'-' if micros < 0 else ''}{whole}.{fraction:06d}"
