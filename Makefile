@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 CLAUDE_DIR := tests/e2e/claude
 CLAUDE_BIN := $(CLAUDE_DIR)/node_modules/.bin/claude
 CLAUDE_LATEST_DIR := .cache/claude-latest
+# The OpenID Connect provider the SSO tests sign in through (npm oidc-provider), pinned likewise.
+OIDC_DIR := tests/oidc
+OIDC_STAMP := $(OIDC_DIR)/node_modules/.installed
 
 .PHONY: run test lint typecheck unit check-python clean bench compat-latest
 
@@ -23,7 +26,7 @@ run: $(STAMP)
 	$(BIN)/gatehouse demo
 
 ## Every gate: lint, format, types, tests (warnings are errors).
-test: lint typecheck $(CLAUDE_BIN)
+test: lint typecheck $(CLAUDE_BIN) $(OIDC_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # npm stamps extracted files with old times: touch the binary so make sees it as fresh.
@@ -33,6 +36,15 @@ $(CLAUDE_BIN): $(CLAUDE_DIR)/package.json $(CLAUDE_DIR)/package-lock.json
 		cd $(CLAUDE_DIR) && npm ci --no-audit --no-fund && touch node_modules/.bin/claude; \
 	else \
 		echo "npm not found: the Claude Code tests will be skipped (they fail in CI)."; \
+		echo "Install Node.js and npm to run them."; \
+	fi
+
+$(OIDC_STAMP): $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "Installing the pinned OIDC provider into $(OIDC_DIR)"; \
+		cd $(OIDC_DIR) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else \
+		echo "npm not found: the SSO tests will be skipped (they fail in CI)."; \
 		echo "Install Node.js and npm to run them."; \
 	fi
 

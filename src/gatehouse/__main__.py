@@ -1,3 +1,3 @@
-from gatehouse.cli.main import main
+from gatehouse.cli.launcher import main
 
 main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -21,8 +22,15 @@ from starlette.types import Receive, Scope, Send
 
 from gatehouse.admin.app import create_admin_app
 from gatehouse.errors import GatewayError, NotFound, Unavailable, error_body
+from gatehouse.identity.auth_routes import token_routes
+from gatehouse.identity.authenticator import Authenticator
+from gatehouse.identity.directory import Directory
 from gatehouse.identity.keys import KeyStore, load_secret
 from gatehouse.identity.principal import Principal
+from gatehouse.identity.revocation import IdentityWatcher, Revocations
+from gatehouse.identity.scim import scim_routes
+from gatehouse.identity.session import Sessions
+from gatehouse.identity.tokens import AccessTokens
 from gatehouse.ledger.enforcement import BudgetService
 from gatehouse.ledger.meter import CostCentres, Meter
 from gatehouse.ledger.prices import PriceTable, load_price_table
@@ -33,9 +41,11 @@ from gatehouse.providers.anthropic import AnthropicUpstream, UpstreamConfig
 from gatehouse.proxy.asgi import send_error
 from gatehouse.proxy.handler import Kind, Proxy
 from gatehouse.settings import Settings, SettingsError
+from gatehouse.store import identity as identity_store
 from gatehouse.store.db import Database
 from gatehouse.store.redis_counter import RedisCounter
 from gatehouse.store.spool import Spool, SpoolDrainer
+from gatehouse.web.auth import auth_routes
 
 # Claude Code's Vertex mode: ANTHROPIC_VERTEX_BASE_URL may carry any prefix (…/vertex).
 VERTEX_PATH = "/projects/{project}/locations/{location}/publishers/anthropic/models/{target}"
@@ -50,6 +60,13 @@ class Services:
         self.db: Database | None = None
         self.drainer: SpoolDrainer | None = None
         self.budgets: BudgetService | None = None
+        self.identity: IdentityWatcher | None = None
+        self.sessions = Sessions(  # browser sign-in cookies (web/auth.py, admin API)
+            settings,
+            deprovisioned=lambda email: self.revocations.user_deprovisioned(email) is not None,
+        )
+        self._tokens: AccessTokens | None = None
+        self._secret: bytes | None = None
 
     @property
     def proxy(self) -> Proxy:
@@ -60,7 +77,29 @@ class Services:
     # -- what the admin API reads (admin.app.Backend) --
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        return self.proxy.keys.authenticate(headers)
+        return self.proxy.authenticator.authenticate(headers)
+
+    # -- what /auth/token reads (identity.auth_routes.TokenBackend) --
+
+    @property
+    def access_tokens(self) -> AccessTokens:
+        if self._tokens is None:
+            raise Unavailable("Gatehouse is starting up; retry in a moment")
+        return self._tokens
+
+    @property
+    def secret(self) -> bytes:
+        if self._secret is None:
+            raise Unavailable("Gatehouse is starting up; retry in a moment")
+        return self._secret
+
+    @property
+    def directory(self) -> Directory:
+        return Directory.from_settings(self.settings)
+
+    @property
+    def revocations(self) -> Revocations:
+        return self.identity.revocations if self.identity is not None else Revocations()
 
     @property
     def database(self) -> Database:
@@ -112,15 +151,22 @@ class Services:
                     retry=Retry(NoBackoff(), 0),
                 )
                 stack.push_async_callback(redis.aclose)
+            secret = load_secret(settings.secret_key, settings.data_dir)
             keys = KeyStore(
                 db,
-                load_secret(settings.secret_key, settings.data_dir),
+                secret,
                 refresh_interval=settings.key_refresh_interval,
+                deprovisioned=functools.partial(identity_store.deprovisioned, db),
             )
             await keys.start()
             stack.push_async_callback(keys.close)
+            identity = IdentityWatcher(db, refresh_interval=settings.key_refresh_interval)
+            await identity.start()
+            stack.push_async_callback(identity.close)
             if redis is not None:
                 keys.follow(redis)
+                identity.follow(redis)
+            tokens = AccessTokens(secret, ttl=settings.access_token_ttl)
             upstream = AnthropicUpstream(
                 UpstreamConfig(
                     base_url=settings.upstream_url,
@@ -145,6 +191,7 @@ class Services:
             limit = settings.parsed_rate_limit
             counter = RedisCounter(redis) if redis is not None else MemoryCounter()
             self.db, self.drainer, self.budgets = db, drainer, budgets
+            self.identity, self._tokens, self._secret = identity, tokens, secret
             self._proxy = Proxy(
                 keys=keys,
                 upstream=upstream,
@@ -154,6 +201,7 @@ class Services:
                 models=ModelPolicy.parse(settings.approved_models),
                 limiter=RateLimiter(limit, counter) if limit else None,
                 budgets=budgets.guard,
+                authenticator=Authenticator(keys, tokens, identity),
             )
             # Everything built so far lives as long as the process: keep the
             # collector from walking it again and again (fewer, shorter GC pauses).
@@ -238,6 +286,9 @@ def create_app(settings: Settings) -> Starlette:
             "/{prefix:path}" + VERTEX_PATH, ProxyEndpoint(services, Kind.VERTEX), methods=["POST"]
         ),
         Route("/v1/{rest:path}", ProxyEndpoint(services, Kind.PASSTHROUGH)),
+        *token_routes(services),
+        *auth_routes(services),
+        *scim_routes(services),
         Mount("/admin/api", app=create_admin_app(services)),
     ]
 

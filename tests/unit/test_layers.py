@@ -18,6 +18,21 @@ PURE_LEDGER = (
     "aiohttp",
 )
 
+# `gatehouse key-helper` runs every few minutes and Claude Code waits for it: it
+# must not pull in the server, the database or the full CLI.
+LIGHT_CLI = (
+    "gatehouse.app",
+    "gatehouse.cli.main",
+    "gatehouse.cli.common",
+    "gatehouse.store",
+    "gatehouse.proxy",
+    "typer",
+    "rich",
+    "sqlalchemy",
+    "uvicorn",
+    "httpx",
+)
+
 # module prefix → what it may not import
 FORBIDDEN = {
     "gatehouse.errors": ("gatehouse.",),
@@ -63,6 +78,12 @@ FORBIDDEN = {
     "gatehouse.ledger.meter": PURE_LEDGER,
     "gatehouse.ledger.budgets": PURE_LEDGER,
     "gatehouse.ledger.guard": PURE_LEDGER,
+    "gatehouse.identity.directory": PURE_LEDGER,
+    "gatehouse.identity.scim_resources": PURE_LEDGER,
+    "gatehouse.identity.tokens": PURE_LEDGER,
+    "gatehouse.cli.keyhelper": LIGHT_CLI,
+    "gatehouse.cli.credstore": LIGHT_CLI,
+    "gatehouse.web": ("gatehouse.proxy", "gatehouse.providers", "gatehouse.app", "gatehouse.cli"),
     "gatehouse.ledger.rollups": PURE_LEDGER,
     "gatehouse.ledger.exports": PURE_LEDGER,
     # The admin API reads through services; it never reaches into the data plane.

@@ -36,6 +36,7 @@ def create_admin_app(backend: Backend) -> FastAPI:
         redoc_url=None,
     )
     api.state.authenticate = backend.authenticate
+    api.state.sessions = getattr(backend, "sessions", None)  # browser sign-in (auth.py)
     api.add_exception_handler(GatewayError, _gateway_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(HTTPException, _http_error)

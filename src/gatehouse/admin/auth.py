@@ -3,7 +3,11 @@
 Every route declares the roles it admits with `Allow`; a caller holding none of
 them is refused with 403 naming the roles that would do.  The admin API takes
 the same credentials as the gateway (``Authorization: Bearer`` or
-``x-api-key``) and refuses in the same Anthropic-shaped way.
+``x-api-key``) and refuses in the same Anthropic-shaped way.  A browser signed
+in through the IdP may use its ``gatehouse_session`` cookie instead; a request
+that changes something with only the cookie must come from Gatehouse's own
+origin (``Sec-Fetch-Site``/``Origin``), so another site cannot make the
+browser act for its human (header-based CSRF protection).
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from gatehouse.errors import PermissionDenied
+from gatehouse.errors import AuthenticationFailed, PermissionDenied
 from gatehouse.identity.principal import Principal
 from gatehouse.identity.roles import ENG_MANAGER, ROLES
+from gatehouse.identity.session import SESSION_COOKIE, Sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,7 @@ class Caller:
 
 
 Authenticate = Callable[[Mapping[str, str]], Principal]
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Allow:
@@ -58,8 +64,10 @@ class Allow:
         self.roles = frozenset(roles)
 
     def __call__(self, request: Request) -> Caller:
-        authenticate: Authenticate = request.app.state.authenticate
-        principal = authenticate(request.headers)
+        principal = _session_principal(request)
+        if principal is None:
+            authenticate: Authenticate = request.app.state.authenticate
+            principal = authenticate(request.headers)
         if not self.roles.intersection(principal.roles):
             needed = " or ".join(sorted(self.roles))
             raise PermissionDenied(
@@ -67,3 +75,25 @@ class Allow:
                 f"it needs the role {needed}; ask your platform team"
             )
         return Caller(principal)
+
+
+def _session_principal(request: Request) -> Principal | None:
+    """The signed-in human of a browser request that carries no key, else ``None``."""
+    headers = request.headers
+    if "authorization" in headers or "x-api-key" in headers:
+        return None  # a key decides; the cookie of the same browser does not mix in
+    sessions: Sessions | None = getattr(request.app.state, "sessions", None)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if sessions is None or not cookie:
+        return None
+    session = sessions.read(cookie)
+    if session is None:
+        raise AuthenticationFailed(
+            f"your Gatehouse sign-in has expired: sign in again at {sessions.public_url}/auth/login"
+        )
+    if request.method not in _SAFE_METHODS and not sessions.same_origin(headers):
+        raise PermissionDenied(
+            f"{request.method} {request.url.path} refused: a signed-in browser may change "
+            "things only from Gatehouse's own pages (cross-site request)"
+        )
+    return session.principal()

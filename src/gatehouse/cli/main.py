@@ -22,9 +22,11 @@ from rich.table import Table
 
 from gatehouse.app import create_app
 from gatehouse.cli import budget, chargeback, setup
-from gatehouse.cli.common import database, err, fail, out, run
+from gatehouse.cli import login as sso
+from gatehouse.cli.common import database, err, fail, out, refusals, run
 from gatehouse.cli.processes import simulator, uvicorn_config
-from gatehouse.errors import GatewayError
+from gatehouse.errors import GatewayError, InvalidRequest
+from gatehouse.identity.directory import Directory
 from gatehouse.identity.keys import (
     NewKey,
     announce_key_change,
@@ -36,6 +38,7 @@ from gatehouse.identity.keys import (
 from gatehouse.identity.roles import ROLES, parse_roles
 from gatehouse.ledger.usage import UsageRecord
 from gatehouse.settings import Settings
+from gatehouse.store import identity as identity_store
 
 app = typer.Typer(
     help="Gatehouse: the control plane in front of Claude Code.",
@@ -48,6 +51,9 @@ app.add_typer(setup.app, name="setup")
 app.add_typer(chargeback.app, name="chargeback")
 app.add_typer(budget.app, name="budget")
 app.command("prices")(chargeback.prices)
+app.command("login")(sso.login)
+app.command("logout")(sso.logout)
+app.command("whoami")(sso.whoami)
 
 
 ANTHROPIC_API = "https://api.anthropic.com"
@@ -180,8 +186,18 @@ async def _demo_key(settings: Settings) -> str:
 
 @keys_app.command("create")
 def keys_create(
-    user: Annotated[str, typer.Option(help="The human the key belongs to (email).")],
-    team: Annotated[str, typer.Option(help="Team for attribution and budgets.")] = "",
+    user: Annotated[str | None, typer.Option(help="The human the key belongs to (email).")] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(help="The human who owns a --service key (email); usage is theirs."),
+    ] = None,
+    service: Annotated[
+        str, typer.Option(help="Mark a service key for this automation (needs --owner).")
+    ] = "",
+    team: Annotated[
+        str,
+        typer.Option(help="Team for attribution and budgets; default: from the IdP's groups."),
+    ] = "",
     expires: Annotated[str | None, typer.Option(help="Lifetime such as 30d or 12h.")] = None,
     role: Annotated[
         list[str] | None,
@@ -191,29 +207,53 @@ def keys_create(
 ) -> None:
     """Create a key; it is printed once and only its digest is stored."""
     settings = Settings.load()
+    if user and owner and user.strip().lower() != owner.strip().lower():
+        raise typer.BadParameter(
+            "--user and --owner name the same human; give one", param_hint="--owner"
+        )
+    email = (owner or user or "").strip()
+    if service and not email:
+        raise typer.BadParameter(
+            "a service key needs a human owner: --owner EMAIL", param_hint="--owner"
+        )
+    if not email:
+        raise typer.BadParameter(
+            "name the human the key belongs to: --user EMAIL", param_hint="--user"
+        )
     expires_in = parse_duration(expires) if expires else None
     try:
         roles = parse_roles(role or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--role") from None
-    new: NewKey = mint_key(
-        load_secret(settings.secret_key, settings.data_dir),
-        email=user,
-        team=team,
-        roles=roles,
-        expires_in=expires_in,
-    )
+    secret = load_secret(settings.secret_key, settings.data_dir)
 
-    async def store() -> None:
+    async def store() -> NewKey:
         async with database(settings) as db:
+            found = await identity_store.lookup(db, email, Directory.from_settings(settings))
+            if found is not None and not found[2]:
+                raise InvalidRequest(
+                    f"{email} was deprovisioned by the IdP (SCIM); reactivate them there first"
+                )
+            new = mint_key(
+                secret,
+                email=email,
+                team=team or (found[0] if found is not None else ""),
+                roles=roles,
+                expires_in=expires_in,
+                service=service,
+            )
             await db.insert_key(new.record)
         await announce_key_change(settings.redis_url, new.record.id)
+        return new
 
-    run(store())
+    with refusals():
+        new = run(store())
+    record = new.record
     if as_json:
-        sys.stdout.write(orjson.dumps({"id": new.record.id, "key": new.secret}).decode() + "\n")
+        sys.stdout.write(orjson.dumps({"id": record.id, "key": new.secret}).decode() + "\n")
         return
-    out.print(f"Key {new.record.id} for {user}" + (f" (team {team})" if team else ""))
+    what = f"Service key {record.id} ({service}) owned by" if service else f"Key {record.id} for"
+    out.print(f"{what} {email}" + (f" (team {record.team})" if record.team else ""))
     out.print(new.secret, highlight=False)
     err.print("[dim]Shown once; Gatehouse keeps only its digest.[/dim]")
 
@@ -238,6 +278,7 @@ def keys_list(
                 "user": k.email,
                 "team": k.team,
                 "roles": list(k.roles),
+                "service": k.service,
                 "created_at": _iso(k.created_at),
                 "expires_at": _iso(k.expires_at),
                 "revoked_at": _iso(k.revoked_at),
@@ -245,13 +286,14 @@ def keys_list(
             }
             sys.stdout.write(orjson.dumps(row).decode() + "\n")
         return
-    table = Table("id", "user", "team", "roles", "created", "expires", "status")
+    table = Table("id", "user", "team", "roles", "service", "created", "expires", "status")
     for k in keys:
         table.add_row(
             k.id,
             k.email,
             k.team,
             ",".join(k.roles),
+            k.service or "-",
             _iso(k.created_at),
             _iso(k.expires_at) or "-",
             _key_status(k, now),
@@ -303,6 +345,14 @@ def usage(
             sys.stdout.write(orjson.dumps(row).decode() + "\n")
         return
     _usage_table(records)
+
+
+@app.command("key-helper")
+def key_helper() -> None:
+    """Print a short-lived access token for Claude Code's apiKeyHelper (after `gatehouse login`)."""
+    from gatehouse.cli import keyhelper
+
+    raise typer.Exit(keyhelper.main([]))
 
 
 @app.command()

@@ -2,26 +2,35 @@
 
 Three shapes of the same facts (docs/claude-code.md explains each):
 
-* shell lines for one developer (the default),
+* shell lines for one developer (the default with ``--gateway``),
 * a ``~/.claude/settings.json`` file for one developer (``--format settings``),
 * the managed-settings file a platform team pushes to every laptop (``--managed``),
   which overrides what developers set themselves.
 
 Only the settings go to stdout, so the output can be piped into a file or
 ``eval``-ed; advice goes to stderr.
+
+After `gatehouse login` (no ``--gateway``, or ``--install``) the command writes
+the developer's ``~/.claude/settings.json`` itself: ``apiKeyHelper`` runs
+`gatehouse key-helper` and ``env`` points at the gateway, merged into what the
+file already holds; ``--print`` shows the result without writing.
 """
 
 from __future__ import annotations
 
 import enum
+import os
 import shlex
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import orjson
 import typer
 from rich.console import Console
+
+from gatehouse.cli import credstore
 
 app = typer.Typer(
     help="Print client settings that point a tool at Gatehouse.", no_args_is_help=True
@@ -34,6 +43,8 @@ MANAGED_SETTINGS_PATHS = {
     "Windows": r"C:\Program Files\ClaudeCode\managed-settings.json",
 }
 KEY_PLACEHOLDER = "<your Gatehouse key: gatehouse keys create --user YOU>"
+# A static credential in settings.json outranks apiKeyHelper: installing the helper drops it.
+_STATIC_CREDENTIALS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY")
 
 
 class Format(enum.StrEnum):
@@ -104,8 +115,25 @@ def normalize_gateway(url: str) -> str:
 @app.command("claude-code")
 def claude_code(
     gateway: Annotated[
-        str, typer.Option(help="Gatehouse's base URL as developers reach it.", show_default=False)
-    ],
+        str,
+        typer.Option(
+            help="Gatehouse's base URL as developers reach it; without it, the URL you "
+            "logged in to, and the settings are installed.",
+            show_default=False,
+        ),
+    ] = "",
+    install: Annotated[
+        bool,
+        typer.Option(
+            "--install",
+            help="Write ~/.claude/settings.json (apiKeyHelper: gatehouse key-helper), merged "
+            "into the existing file (the default without --gateway).",
+        ),
+    ] = False,
+    print_only: Annotated[
+        bool,
+        typer.Option("--print", help="With --install: show the merged file, do not write it."),
+    ] = False,
     managed: Annotated[
         bool,
         typer.Option(help="Print the managed-settings.json a platform team pushes to laptops."),
@@ -126,7 +154,15 @@ def claude_code(
         bool, typer.Option(help="Ask Claude Code for its request-class headers.")
     ] = True,
 ) -> None:
-    """Print the settings that point Claude Code at Gatehouse."""
+    """Print the settings that point Claude Code at Gatehouse, or install them after login."""
+    if install or print_only or not gateway:
+        if managed or key or repo or output_format is not Format.SHELL:
+            raise typer.BadParameter(
+                "installing writes your own ~/.claude/settings.json with the key helper; "
+                "--managed, --key, --repo and --format go with --gateway alone"
+            )
+        install_settings(gateway, key_helper=key_helper, hint_headers=hint_headers, show=print_only)
+        return
     url = normalize_gateway(gateway)
     if key and key_helper:
         raise typer.BadParameter("give --key or --key-helper, not both")
@@ -168,3 +204,85 @@ def claude_code(
 
 def _print_json(document: dict[str, object]) -> None:
     sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def install_settings(gateway: str, *, key_helper: str, hint_headers: bool, show: bool) -> None:
+    """Merge the gateway and the key helper into the developer's Claude Code settings."""
+    if not gateway:
+        try:
+            stored = credstore.load()
+        except credstore.CredstoreError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if stored is None:
+            raise typer.BadParameter(
+                "not signed in: run `gatehouse login --gateway URL` first, or give --gateway"
+            )
+        gateway = stored.gateway_url
+    url = normalize_gateway(gateway)
+    path = claude_settings_path()
+    current = read_settings(path)
+    merged = merge_settings(current, url, key_helper or helper_command(), hint_headers=hint_headers)
+    dropped = [n for n in _STATIC_CREDENTIALS if n in _env_of(current)]
+    if show:
+        _print_json(merged)
+        err.print(f"Not written; without --print this goes to {path}.")
+        return
+    _write_atomically(path, orjson.dumps(merged, option=orjson.OPT_INDENT_2) + b"\n")
+    err.print(f"Wrote {path}: Claude Code now asks `gatehouse key-helper` for its key.")
+    if dropped:
+        err.print(f"Removed {', '.join(dropped)} from its env: they would override the helper.")
+
+
+def claude_settings_path() -> Path:
+    """``~/.claude/settings.json`` (``$CLAUDE_CONFIG_DIR/settings.json`` when set)."""
+    base = os.environ.get("CLAUDE_CONFIG_DIR") or str(Path.home() / ".claude")
+    return Path(base) / "settings.json"
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    try:
+        document = orjson.loads(text) if text.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{path} is not valid JSON ({exc}); fix it first") from None
+    if not isinstance(document, dict):
+        raise typer.BadParameter(f"{path} is not a JSON object; fix it first")
+    return document
+
+
+def merge_settings(
+    current: dict[str, Any], gateway: str, key_helper: str, *, hint_headers: bool = True
+) -> dict[str, Any]:
+    """``current`` with Gatehouse's env and apiKeyHelper set; every other key kept."""
+    env = {k: v for k, v in _env_of(current).items() if k not in _STATIC_CREDENTIALS}
+    env.update(client_env(gateway, hint_headers=hint_headers))
+    merged = dict(current)
+    merged["env"] = env
+    merged["apiKeyHelper"] = key_helper
+    merged["skipWebFetchPreflight"] = True
+    return merged
+
+
+def helper_command() -> str:
+    """``/abs/path/gatehouse key-helper`` for the gatehouse being run now."""
+    launched = Path(sys.argv[0])
+    if launched.name == "gatehouse" and launched.is_file():
+        return shlex.join([str(launched.absolute()), "key-helper"])
+    return shlex.join([sys.executable, "-m", "gatehouse", "key-helper"])
+
+
+def _env_of(document: dict[str, Any]) -> dict[str, Any]:
+    env = document.get("env")
+    return env if isinstance(env, dict) else {}
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".gatehouse-partial")
+    partial.write_bytes(data)
+    if path.exists():
+        partial.chmod(path.stat().st_mode & 0o777)
+    partial.replace(path)

@@ -19,7 +19,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,9 +93,16 @@ def mint_key(
     roles: tuple[str, ...] = ("developer",),
     expires_in: float | None = None,
     now: float | None = None,
+    service: str = "",
 ) -> NewKey:
+    """A new key for ``email``; with ``service`` a service key that ``email`` owns.
+
+    A service key is for automation (CI, a bot), but its usage is still the owner's.
+    """
     if "@" not in email:
         raise InvalidRequest(f"{email!r} is not an email address; keys belong to one human")
+    if service != service.strip() or "," in service or len(service) > 200:
+        raise InvalidRequest(f"service name {service!r}: use up to 200 characters, no commas")
     now = time.time() if now is None else now
     key_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
     body = "".join(secrets.choice(_ALPHABET) for _ in range(40))
@@ -108,6 +115,7 @@ def mint_key(
         roles=roles,
         created_at=now,
         expires_at=None if expires_in is None else now + expires_in,
+        service=service,
     )
     return NewKey(record=record, secret=plain)
 
@@ -127,11 +135,22 @@ def credential_from_headers(headers: Mapping[str, str]) -> str:
 class KeyStore:
     """The in-memory key snapshot.  ``authenticate`` never awaits."""
 
-    def __init__(self, db: Database, secret: bytes, *, refresh_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        secret: bytes,
+        *,
+        refresh_interval: float = 1.0,
+        deprovisioned: Callable[[], Awaitable[Mapping[str, float]]] | None = None,
+    ) -> None:
         self._db = db
         self._secret = secret
         self._interval = refresh_interval
         self._by_digest: dict[str, ApiKey] = {}
+        # Email → when the IdP deprovisioned them (store.identity.deprovisioned), read with
+        # the keys: deprovisioning bumps the keys revision, so the reason arrives with them.
+        self._load_deprovisioned = deprovisioned
+        self._deprovisioned: Mapping[str, float] = {}
         self._revision = -1
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: PubSub | None = None
@@ -164,6 +183,8 @@ class KeyStore:
             if revision == self._revision and not force:
                 return
             keys = await self._db.list_keys()
+            if self._load_deprovisioned is not None:
+                self._deprovisioned = await self._load_deprovisioned()
             self._by_digest = {k.digest: k for k in keys}
             self._revision = revision
 
@@ -226,6 +247,9 @@ class KeyStore:
                 f"ANTHROPIC_API_KEY or your apiKeyHelper. " + HOW_TO_GET_A_KEY
             )
         now = time.time() if now is None else now
+        gone = self._deprovisioned.get(record.email.lower())
+        if gone is not None and (record.revoked_at is not None or record.created_at <= gone):
+            raise AuthenticationFailed(_deprovisioned(record, gone))
         if record.revoked_at is not None:
             raise AuthenticationFailed(
                 f"Gatehouse key ghk_{record.id}… for {record.email} was revoked on "
@@ -237,6 +261,26 @@ class KeyStore:
                 f"{_day(record.expires_at)}. " + HOW_TO_GET_A_KEY
             )
         return record.principal()
+
+
+def _deprovisioned(record: ApiKey, when: float) -> str:
+    what = (
+        f"service key ghk_{record.id}… ({record.service})"
+        if record.service
+        else (f"Gatehouse key ghk_{record.id}…")
+    )
+    owner = "its owner " if record.service else ""
+    return (
+        f"{what} no longer works: {owner}{record.email} was deprovisioned by your identity "
+        f"provider (SCIM) on {_day(when)}, which revoked their keys. If that is a mistake, "
+        "ask your IT team to restore the account in the IdP, then ask your platform team for "
+        "a new key"
+        + (
+            f" (gatehouse keys create --service {record.service} --owner NEW-OWNER)."
+            if record.service
+            else "."
+        )
+    )
 
 
 def _day(ts: float) -> str:

@@ -13,6 +13,7 @@ class Principal:
     team: str = ""
     roles: tuple[str, ...] = ("developer",)
     key_id: str = ""
+    repository: str = ""  # the signed ``repo`` claim of an access token (host/owner/name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from gatehouse.errors import GatewayError, InvalidRequest, Unavailable
+from gatehouse.identity.authenticator import Authenticator
 from gatehouse.identity.keys import KeyStore
 from gatehouse.ledger.guard import BudgetGuard
 from gatehouse.ledger.meter import Meter
@@ -78,8 +79,11 @@ class Proxy:
         models: ModelPolicy | None = None,
         limiter: RateLimiter | None = None,
         budgets: BudgetGuard | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.keys = keys
+        # Keys and access tokens; a bare KeyStore when no tokens are configured.
+        self.authenticator: Authenticator | KeyStore = authenticator or keys
         self.upstream = upstream
         self.recorder = recorder
         self.meter = meter
@@ -140,10 +144,13 @@ class Exchange:
         # What the headers say comes first, so even a refused request joins its session.
         record.session_id = headers.get("x-claude-code-session-id", "")
         record.client, record.client_version = parse_user_agent(headers.get("user-agent", ""))
-        principal = self.proxy.keys.authenticate(headers)
+        principal = self.proxy.authenticator.authenticate(headers)
         record.key_id = principal.key_id
         record.developer = principal.email
         record.team = principal.team
+        if principal.repository:
+            # An access token's signed claim outranks anything the request says.
+            record.repository, record.repository_source = principal.repository, "token"
         body = await read_body(self.receive, headers, self.proxy.max_body_bytes)
         if self.kind is Kind.PASSTHROUGH:
             # Batches and future endpoints name models too: the veto covers them.
@@ -151,7 +158,9 @@ class Exchange:
                 self.proxy.models.check(named)
             if self.scope["method"] == "POST":
                 if self.proxy.budgets is not None:
-                    self.proxy.budgets.check(principal.email, principal.team, "", time.time())
+                    self.proxy.budgets.check(
+                        principal.email, principal.team, principal.repository, time.time()
+                    )
                 if self.proxy.limiter is not None:
                     await self.proxy.limiter.check(principal.email)
             return body
@@ -165,8 +174,9 @@ class Exchange:
         record.client = who.client
         record.client_version = who.client_version
         record.request_class = who.request_class
-        record.repository = who.repository
-        record.repository_source = who.repository_source
+        if not principal.repository:
+            record.repository = who.repository
+            record.repository_source = who.repository_source
         model = parsed.get("model")
         record.model_requested = model if isinstance(model, str) else ""
         record.streamed = parsed.get("stream") is True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +240,18 @@ class Database:
         with self._errors(action, conflict=conflict):
             async with self._engine.begin() as conn:
                 return int((await conn.execute(statement)).rowcount)
+
+    @contextlib.asynccontextmanager
+    async def transaction(
+        self, action: str, *, conflict: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
+        """One transaction for a surface's multi-statement write (committed on exit).
+
+        Driver errors become `StoreError` (`StoreConflict` with ``conflict``), as in `execute`.
+        """
+        with self._errors(action, conflict=conflict):
+            async with self._engine.begin() as conn:
+                yield conn
 
     # -- errors -------------------------------------------------------------
 

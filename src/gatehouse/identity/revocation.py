@@ -1,0 +1,140 @@
+"""Who may no longer use a token they still hold: the in-memory revocation snapshot.
+
+Access tokens are verified without the database (identity/tokens.py); what the
+token cannot say — that its login credential was revoked, or that the IdP
+deprovisioned its human since — comes from `Revocations`, a snapshot of
+revoked credential ids and deprovisioned emails.  `IdentityWatcher` reloads it
+when the ``identity`` revision moves (polled about once a second) and at once
+when a change is announced on Redis (``gatehouse:identity``), so a revocation
+reaches every replica within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from gatehouse.identity.credentials import IDENTITY_CHANNEL, identity_revision
+from gatehouse.store import identity as directory_store
+from gatehouse.store.db import Database
+from gatehouse.store.schema import credentials
+
+log = logging.getLogger("gatehouse.identity")
+
+
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """Revoked login credentials (id → when) and deprovisioned humans (email → when)."""
+
+    credentials: dict[str, float] = field(default_factory=dict)
+    users: dict[str, float] = field(default_factory=dict)
+
+    def credential_revoked(self, credential_id: str) -> float | None:
+        return self.credentials.get(credential_id)
+
+    def user_deprovisioned(self, email: str) -> float | None:
+        return self.users.get(email.lower())
+
+
+async def load_revocations(db: Database) -> Revocations:
+    """Read the snapshot: credentials revoked or expired, humans deactivated or deleted."""
+    rows = await db.fetch_all(
+        sa.select(credentials.c.id, credentials.c.revoked_at, credentials.c.expires_at).where(
+            sa.or_(credentials.c.revoked_at.is_not(None), credentials.c.expires_at.is_not(None))
+        ),
+        "read revoked login credentials",
+    )
+    revoked: dict[str, float] = {}
+    for row in rows:
+        if row["revoked_at"] is not None:
+            revoked[row["id"]] = float(row["revoked_at"])
+        elif row["expires_at"] is not None:
+            # An expired login ends its tokens too; checked against the clock below.
+            revoked[row["id"]] = float(row["expires_at"])
+    users = await directory_store.deprovisioned(db)
+    return Revocations(credentials=revoked, users={k.lower(): v for k, v in users.items()})
+
+
+class IdentityWatcher:
+    """Keeps `revocations` current: revision poll plus Redis announcements."""
+
+    def __init__(self, db: Database, *, refresh_interval: float = 1.0) -> None:
+        self._db = db
+        self._interval = refresh_interval
+        self.revocations = Revocations()
+        self._revision = -1
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pubsub: PubSub | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.refresh(force=True)
+        self._tasks.append(asyncio.create_task(self._poll(), name="gatehouse-identity-refresh"))
+
+    def follow(self, redis: Redis) -> None:
+        """Also reload as soon as another process announces an identity change."""
+        self._pubsub = redis.pubsub()
+        self._tasks.append(
+            asyncio.create_task(self._listen(self._pubsub), name="gatehouse-identity")
+        )
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Reload the snapshot if the ``identity`` revision moved."""
+        async with self._lock:
+            revision = await identity_revision(self._db)
+            if revision == self._revision and not force:
+                return
+            self.revocations = await load_revocations(self._db)
+            self._revision = revision
+
+    async def _poll(self) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.refresh()
+            except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
+                if not failing:
+                    log.warning("identity refresh failed, serving the last snapshot: %s", exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("identity refresh works again")
+                failing = False
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        lost = False
+        while True:
+            try:
+                if not pubsub.subscribed:
+                    await pubsub.subscribe(IDENTITY_CHANNEL)
+                    await self.refresh()
+                if lost:
+                    log.info("identity channel on Redis is back")
+                    lost = False
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                if message is not None:
+                    await self.refresh()
+            except (RedisError, OSError) as exc:
+                if not lost:
+                    log.warning("identity channel lost, polling until it is back: %s", exc)
+                lost = True
+                await pubsub.reset()
+                await asyncio.sleep(1.0)
+            except Exception as exc:  # noqa: BLE001 - the database may be away too
+                log.warning("identity reload after an announcement failed: %s", exc)

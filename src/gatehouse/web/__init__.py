@@ -1,0 +1,1 @@
+"""What browsers see: sign-in through the IdP and the device-flow approval page."""
