@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import anthropic
 import pytest
@@ -14,8 +15,21 @@ pytestmark = pytest.mark.e2e
 MODEL = "claude-sonnet-4-6"
 
 
+_OPEN: list[anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Close every SDK client a test made, so no pooled socket outlives its test."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def _client(gw: GatewayProcess, key: str, **kw: object) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gw.url, auth_token=key, max_retries=0, **kw)  # type: ignore[arg-type]
+    client = anthropic.Anthropic(base_url=gw.url, auth_token=key, max_retries=0, **kw)  # type: ignore[arg-type]
+    _OPEN.append(client)
+    return client
 
 
 def _usage_for(gw: GatewayProcess, count: int) -> list[dict[str, object]]:

@@ -73,7 +73,8 @@ def fetch_token(repo: str) -> str:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
             answer = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        raise HelperError(_refusal(exc)) from None
+        with exc:  # an HTTPError holds the response's socket open
+            raise HelperError(_refusal(exc)) from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise HelperError(f"cannot reach Gatehouse at {stored.gateway_url}: {reason}") from None

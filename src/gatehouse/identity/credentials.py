@@ -21,11 +21,10 @@ import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gatehouse.errors import InvalidRequest
 from gatehouse.identity.keys import digest
+from gatehouse.store import channels
 from gatehouse.store.db import Database
 from gatehouse.store.schema import IDENTITY_REVISION, credentials, revisions
 
@@ -192,15 +191,7 @@ async def announce_identity_change(redis_url: str, what: str) -> None:
     ``what`` is informational (``credential:<id>``, ``user:<email>``); receivers
     reload everything either way.
     """
-    if not redis_url:
-        return
-    redis = Redis.from_url(redis_url, socket_connect_timeout=1.0, socket_timeout=1.0)
-    try:
-        await redis.publish(IDENTITY_CHANNEL, what)
-    except (RedisError, OSError) as exc:
-        log.warning("could not announce the identity change on Redis (gateways will poll): %s", exc)
-    finally:
-        await redis.aclose()
+    await channels.announce(redis_url, IDENTITY_CHANNEL, what, "identity")
 
 
 def _credential(row: sa.RowMapping) -> Credential:

@@ -25,11 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
 from gatehouse.errors import AuthenticationFailed, InvalidRequest
 from gatehouse.identity.principal import ApiKey, Principal
+from gatehouse.store import channels
 from gatehouse.store.db import Database
 
 log = logging.getLogger("gatehouse.identity")
@@ -153,28 +152,32 @@ class KeyStore:
         self._deprovisioned: Mapping[str, float] = {}
         self._revision = -1
         self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: PubSub | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self.refresh(force=True)
-        self._tasks.append(asyncio.create_task(self._poll(), name="gatehouse-key-refresh"))
+        refresh = channels.poll(self.refresh, self._interval, "key")
+        self._tasks.append(asyncio.create_task(refresh, name="gatehouse-key-refresh"))
 
     def follow(self, redis: Redis) -> None:
         """Also reload as soon as another process announces a key change on Redis.
 
         Redis being away (at start or later) only slows revocation down to the poll.
         """
-        self._pubsub = redis.pubsub()
-        self._tasks.append(asyncio.create_task(self._listen(self._pubsub), name="gatehouse-keys"))
+
+        async def reload(channel: str, data: bytes) -> None:
+            await self.refresh()
+
+        listen = channels.follow(
+            redis, (KEYS_CHANNEL,), reload, catch_up=self.refresh, what="key-change"
+        )
+        self._tasks.append(asyncio.create_task(listen, name="gatehouse-keys"))
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def refresh(self, *, force: bool = False) -> None:
         """Reload the snapshot if the database's key revision moved."""
@@ -187,45 +190,6 @@ class KeyStore:
                 self._deprovisioned = await self._load_deprovisioned()
             self._by_digest = {k.digest: k for k in keys}
             self._revision = revision
-
-    async def _poll(self) -> None:
-        failing = False
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.refresh()
-            except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
-                if not failing:  # once per outage, not once a second
-                    log.warning("key refresh failed, serving the last snapshot: %s", exc)
-                failing = True
-            else:
-                if failing:
-                    log.info("key refresh works again")
-                failing = False
-
-    async def _listen(self, pubsub: PubSub) -> None:
-        lost = False
-        while True:
-            try:
-                if not pubsub.subscribed:
-                    await pubsub.subscribe(KEYS_CHANNEL)
-                    await self.refresh()  # catch up on what was announced meanwhile
-                if lost:
-                    log.info("key-change channel on Redis is back")
-                    lost = False
-                # Bounded waits keep each read inside the client's 1 s socket timeout.
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
-                if message is not None:
-                    await self.refresh()
-            except (RedisError, OSError) as exc:
-                # The poll keeps the snapshot fresh meanwhile; pub/sub only makes it faster.
-                if not lost:
-                    log.warning("key-change channel lost, polling until it is back: %s", exc)
-                lost = True
-                await pubsub.reset()
-                await asyncio.sleep(1.0)
-            except Exception as exc:  # noqa: BLE001 - the database may be away too
-                log.warning("key reload after an announcement failed: %s", exc)
 
     def lookup(self, key: str) -> ApiKey | None:
         return self._by_digest.get(digest(self._secret, key))
@@ -289,12 +253,4 @@ def _day(ts: float) -> str:
 
 async def announce_key_change(redis_url: str, key_id: str) -> None:
     """Tell running gateways that keys changed (best effort: they also poll)."""
-    if not redis_url:
-        return
-    redis = Redis.from_url(redis_url)
-    try:
-        await redis.publish(KEYS_CHANNEL, key_id)
-    except (RedisError, OSError) as exc:
-        log.warning("could not announce the key change on Redis (gateways will poll): %s", exc)
-    finally:
-        await redis.aclose()
+    await channels.announce(redis_url, KEYS_CHANNEL, key_id, "key")

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
 from gatehouse.identity.credentials import IDENTITY_CHANNEL, identity_revision
+from gatehouse.store import channels
 from gatehouse.store import identity as directory_store
 from gatehouse.store.db import Database
 from gatehouse.store.schema import credentials
@@ -71,27 +70,29 @@ class IdentityWatcher:
         self.revocations = Revocations()
         self._revision = -1
         self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: PubSub | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self.refresh(force=True)
-        self._tasks.append(asyncio.create_task(self._poll(), name="gatehouse-identity-refresh"))
+        refresh = channels.poll(self.refresh, self._interval, "identity")
+        self._tasks.append(asyncio.create_task(refresh, name="gatehouse-identity-refresh"))
 
     def follow(self, redis: Redis) -> None:
         """Also reload as soon as another process announces an identity change."""
-        self._pubsub = redis.pubsub()
-        self._tasks.append(
-            asyncio.create_task(self._listen(self._pubsub), name="gatehouse-identity")
+
+        async def reload(channel: str, data: bytes) -> None:
+            await self.refresh()
+
+        listen = channels.follow(
+            redis, (IDENTITY_CHANNEL,), reload, catch_up=self.refresh, what="identity"
         )
+        self._tasks.append(asyncio.create_task(listen, name="gatehouse-identity"))
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def refresh(self, *, force: bool = False) -> None:
         """Reload the snapshot if the ``identity`` revision moved."""
@@ -101,40 +102,3 @@ class IdentityWatcher:
                 return
             self.revocations = await load_revocations(self._db)
             self._revision = revision
-
-    async def _poll(self) -> None:
-        failing = False
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.refresh()
-            except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
-                if not failing:
-                    log.warning("identity refresh failed, serving the last snapshot: %s", exc)
-                failing = True
-            else:
-                if failing:
-                    log.info("identity refresh works again")
-                failing = False
-
-    async def _listen(self, pubsub: PubSub) -> None:
-        lost = False
-        while True:
-            try:
-                if not pubsub.subscribed:
-                    await pubsub.subscribe(IDENTITY_CHANNEL)
-                    await self.refresh()
-                if lost:
-                    log.info("identity channel on Redis is back")
-                    lost = False
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
-                if message is not None:
-                    await self.refresh()
-            except (RedisError, OSError) as exc:
-                if not lost:
-                    log.warning("identity channel lost, polling until it is back: %s", exc)
-                lost = True
-                await pubsub.reset()
-                await asyncio.sleep(1.0)
-            except Exception as exc:  # noqa: BLE001 - the database may be away too
-                log.warning("identity reload after an announcement failed: %s", exc)

@@ -41,6 +41,7 @@ from gatehouse.ledger.alerts import WebhookSender, alert_event, subject, webhook
 from gatehouse.ledger.budgets import period_bounds
 from gatehouse.ledger.guard import Alert, BudgetGuard, SpendKey
 from gatehouse.ledger.recorder import Recorder
+from gatehouse.store import channels
 from gatehouse.store.budgets import BudgetStore
 from gatehouse.store.db import Database
 from gatehouse.store.errors import StoreError
@@ -93,7 +94,10 @@ class BudgetService:
         await self._webhooks.start()
         await self.refresh(force=True)
         await self._sync(time.time())
-        self._tasks.append(asyncio.create_task(self._poll(), name="gatehouse-budget-refresh"))
+        refresh = channels.poll(
+            self.refresh, self._interval, "budget", stopping=lambda: self._closing
+        )
+        self._tasks.append(asyncio.create_task(refresh, name="gatehouse-budget-refresh"))
         self._tasks.append(asyncio.create_task(self._sync_loop(), name="gatehouse-budget-spend"))
         if self._redis is not None:
             follow = follow_budget_channels(
@@ -143,21 +147,6 @@ class BudgetService:
             self._wake.set()
 
     # -- background loops -----------------------------------------------------
-
-    async def _poll(self) -> None:
-        failing = False
-        while not self._closing:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.refresh()
-            except StoreError as exc:
-                if not failing:  # once per outage
-                    log.warning("budget refresh failed, enforcing the last snapshot: %s", exc)
-                failing = True
-            else:
-                if failing:
-                    log.info("budget refresh works again")
-                failing = False
 
     async def _sync_loop(self) -> None:
         next_read = time.monotonic() + self._interval

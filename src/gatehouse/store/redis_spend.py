@@ -19,15 +19,14 @@ locally meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import orjson
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from gatehouse.store import channels
 from gatehouse.store.errors import StoreError
 
 log = logging.getLogger("gatehouse.store")
@@ -133,37 +132,23 @@ async def follow_budget_channels(
     Redis being away only slows things down to the poll; after a reconnection
     ``on_change`` runs once to catch up on what was announced meanwhile.
     """
-    pubsub: PubSub = redis.pubsub()
-    lost = False
-    try:
-        while not stopping():
-            try:
-                if not pubsub.subscribed:
-                    await pubsub.subscribe(BUDGETS_CHANNEL, SPEND_CHANNEL)
-                    await on_change()
-                if lost:
-                    log.info("budget channels on Redis are back")
-                    lost = False
-                # Bounded waits keep each read inside the client's 1 s socket timeout.
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
-                if message is None:
-                    continue
-                if message["channel"] == SPEND_CHANNEL.encode():
-                    announced = _announced(message["data"])
-                    if announced is not None:
-                        on_spend(*announced)
-                else:
-                    await on_change()
-            except (RedisError, OSError) as exc:
-                if not lost:
-                    log.warning("budget channels on Redis lost, polling until back: %s", exc)
-                lost = True
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await asyncio.sleep(1.0)
-            except StoreError as exc:  # the database, while reloading
-                log.warning("budget reload after an announcement failed: %s", exc.message)
-    finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def on_message(channel: str, data: bytes) -> None:
+        if channel != SPEND_CHANNEL:
+            await on_change()
+            return
+        announced = _announced(data)
+        if announced is not None:
+            on_spend(*announced)
+
+    await channels.follow(
+        redis,
+        (BUDGETS_CHANNEL, SPEND_CHANNEL),
+        on_message,
+        catch_up=on_change,
+        what="budget",
+        stopping=stopping,
+    )
 
 
 def _announced(data: bytes) -> tuple[SpendKey, int] | None:
@@ -178,12 +163,4 @@ def _announced(data: bytes) -> tuple[SpendKey, int] | None:
 
 async def announce_budget_change(redis_url: str, what: str) -> None:
     """Tell running gateways that budgets changed (best effort: they also poll)."""
-    if not redis_url:
-        return
-    redis = Redis.from_url(redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
-    try:
-        await redis.publish(BUDGETS_CHANNEL, what)
-    except (RedisError, OSError) as exc:
-        log.warning("could not announce the budget change on Redis (gateways will poll): %s", exc)
-    finally:
-        await redis.aclose()
+    await channels.announce(redis_url, BUDGETS_CHANNEL, what, "budget")
