@@ -65,12 +65,26 @@ def sim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, sim_url: str) -> Settings:
+def policy_mode() -> str:
+    """The repository allow-list's mode for the `settings` fixture.
+
+    Most tests are about something else and send requests for repositories no
+    policy approved, so they run the allow-list in ``observe`` mode (kill
+    switches and the model veto still apply).  Policy tests override this
+    fixture to return ``"enforce"`` (the product's default).
+    """
+    return "observe"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, sim_url: str, policy_mode: str) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         upstream_url=sim_url,
         key_refresh_interval=0.05,
+        policy_refresh_interval=0.05,
         secret_key="test-secret",
+        policy_mode=policy_mode,
     )
 
 

@@ -35,6 +35,7 @@ from gatehouse.ledger.enforcement import BudgetService
 from gatehouse.ledger.meter import CostCentres, Meter
 from gatehouse.ledger.prices import PriceTable, load_price_table
 from gatehouse.ledger.recorder import DatabaseSink, Recorder
+from gatehouse.policy.enforcement import PolicyService
 from gatehouse.policy.models import ModelPolicy
 from gatehouse.policy.ratelimit import MemoryCounter, RateLimiter
 from gatehouse.providers.anthropic import AnthropicUpstream, UpstreamConfig
@@ -43,6 +44,7 @@ from gatehouse.proxy.handler import Kind, Proxy
 from gatehouse.settings import Settings, SettingsError
 from gatehouse.store import identity as identity_store
 from gatehouse.store.db import Database
+from gatehouse.store.policy import PolicyStore
 from gatehouse.store.redis_counter import RedisCounter
 from gatehouse.store.spool import Spool, SpoolDrainer
 from gatehouse.web.auth import auth_routes
@@ -61,6 +63,7 @@ class Services:
         self.drainer: SpoolDrainer | None = None
         self.budgets: BudgetService | None = None
         self.identity: IdentityWatcher | None = None
+        self.policy: PolicyService | None = None
         self.sessions = Sessions(  # browser sign-in cookies (web/auth.py, admin API)
             settings,
             deprovisioned=lambda email: self.revocations.user_deprovisioned(email) is not None,
@@ -163,9 +166,19 @@ class Services:
             identity = IdentityWatcher(db, refresh_interval=settings.key_refresh_interval)
             await identity.start()
             stack.push_async_callback(identity.close)
+            models = ModelPolicy.parse(settings.approved_models)
+            policy = PolicyService(
+                PolicyStore(db, settings.redis_url),
+                env_models=models.approved,
+                force_observe=settings.policy_mode == "observe",
+                refresh_interval=settings.policy_refresh_interval,
+            )
+            await policy.start()
+            stack.push_async_callback(policy.close)
             if redis is not None:
                 keys.follow(redis)
                 identity.follow(redis)
+                policy.follow(redis)
             tokens = AccessTokens(secret, ttl=settings.access_token_ttl)
             upstream = AnthropicUpstream(
                 UpstreamConfig(
@@ -192,16 +205,18 @@ class Services:
             counter = RedisCounter(redis) if redis is not None else MemoryCounter()
             self.db, self.drainer, self.budgets = db, drainer, budgets
             self.identity, self._tokens, self._secret = identity, tokens, secret
+            self.policy = policy
             self._proxy = Proxy(
                 keys=keys,
                 upstream=upstream,
                 recorder=recorder,
                 meter=meter,
                 max_body_bytes=settings.max_body_bytes,
-                models=ModelPolicy.parse(settings.approved_models),
+                models=models,
                 limiter=RateLimiter(limit, counter) if limit else None,
                 budgets=budgets.guard,
                 authenticator=Authenticator(keys, tokens, identity),
+                policy=policy,
             )
             # Everything built so far lives as long as the process: keep the
             # collector from walking it again and again (fewer, shorter GC pauses).

@@ -51,7 +51,14 @@ class Settings:
         secret=True,
     )
     approved_models: str = _setting(
-        "", "Comma-separated model globs security approved (claude-sonnet-*); empty allows all."
+        "",
+        "Comma-separated model globs security approved (claude-sonnet-*): a veto applied on "
+        "top of the policy's approved models; both empty allows all.",
+    )
+    policy_mode: str = _setting(
+        "enforce",
+        "enforce, or observe: the repository allow-list only logs what it would deny "
+        "(overrides the policy document's mode; kill switches and the model veto still apply).",
     )
     rate_limit: str = _setting(
         "", "Requests per developer, such as 600/min; shared across replicas through Redis."
@@ -119,6 +126,9 @@ class Settings:
         "Seconds between reloads of budget changes and reads of the spend other replicas "
         "shared (Redis, else the database).",
     )
+    policy_refresh_interval: float = _setting(
+        1.0, "Seconds between checks for policy changes made by other processes."
+    )
     spool_sync_interval: float = _setting(
         0.0,
         "Extra wait (seconds) to group usage records into one fsync; 0 syncs as soon as "
@@ -127,6 +137,10 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.parsed_rate_limit  # noqa: B018 - refuse a malformed limit at start, not per request
+        if self.policy_mode not in ("enforce", "observe"):
+            raise SettingsError(
+                f"setting 'policy_mode': {self.policy_mode!r} is neither enforce nor observe"
+            )
 
     @property
     def parsed_rate_limit(self) -> RateLimit | None:

@@ -88,6 +88,8 @@ def gateway_process(tmp_path: Path, sim_url: str) -> Iterator[GatewayProcess]:
         "GATEHOUSE_UPSTREAM_URL": sim_url,
         "GATEHOUSE_SECRET_KEY": "e2e-secret",
         "GATEHOUSE_KEY_REFRESH_INTERVAL": "0.1",
+        # Not a policy test: the allow-list observes (see tests/conftest.py policy_mode).
+        "GATEHOUSE_POLICY_MODE": "observe",
     }
     env.pop("GATEHOUSE_DATABASE_URL", None)
     gw = GatewayProcess(env=env, port=free_port(), log=tmp_path / "gateway.log")
@@ -100,7 +102,8 @@ def gateway_process(tmp_path: Path, sim_url: str) -> Iterator[GatewayProcess]:
 def make_gateway(tmp_path: Path, sim_url: str) -> Iterator[Callable[..., GatewayProcess]]:
     """Gateways with extra settings (``approved_models="claude-sonnet-*"`` sets
     GATEHOUSE_APPROVED_MODELS), not yet started: create keys first, then ``start()``
-    — a started gateway has every key in its snapshot."""
+    — a started gateway has every key in its snapshot.  The allow-list observes
+    unless a test passes ``policy_mode="enforce"``."""
     made: list[GatewayProcess] = []
 
     def make(**settings: str) -> GatewayProcess:
@@ -113,6 +116,7 @@ def make_gateway(tmp_path: Path, sim_url: str) -> Iterator[Callable[..., Gateway
             GATEHOUSE_UPSTREAM_URL=sim_url,
             GATEHOUSE_SECRET_KEY="e2e-secret",
             GATEHOUSE_KEY_REFRESH_INTERVAL="0.1",
+            GATEHOUSE_POLICY_MODE="observe",
         )
         env.update({f"GATEHOUSE_{name.upper()}": value for name, value in settings.items()})
         gw = GatewayProcess(env=env, port=free_port(), log=home / "gateway.log")

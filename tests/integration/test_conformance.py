@@ -213,6 +213,7 @@ def gateway_socket(tmp_path: Path, sim_url: str) -> Iterator[GatewayProcess]:
         "GATEHOUSE_DATA_DIR": str(tmp_path / "data"),
         "GATEHOUSE_UPSTREAM_URL": sim_url,
         "GATEHOUSE_SECRET_KEY": "conformance-secret",
+        "GATEHOUSE_POLICY_MODE": "observe",  # not a policy test
     }
     gw = GatewayProcess(env=env, port=free_port(), log=tmp_path / "gateway.log")
     yield gw

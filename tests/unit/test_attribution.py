@@ -1,11 +1,11 @@
 import orjson
 import pytest
 
+from gatehouse.policy.repos import normalize_repository
 from gatehouse.proxy.attribution import (
     attribute,
     find_repository,
     find_session_id,
-    normalize_repository,
     parse_user_agent,
 )
 
@@ -52,6 +52,7 @@ def test_user_agent(agent: str, expected: tuple[str, str]) -> None:
         ("https://github.com/acme/payments.git", "github.com/acme/payments"),
         ("https://user:tok@gitlab.example.com/acme/payments/", "gitlab.example.com/acme/payments"),
         ("github.com/acme/payments", "github.com/acme/payments"),
+        ("https://GitHub.com/Acme/Payments", "github.com/Acme/Payments"),
     ],
 )
 def test_normalize_repository(value: str, expected: str) -> None:

@@ -91,6 +91,18 @@ FORBIDDEN = {
 }
 
 
+# A pure package's I/O edge: the service modules the CLI and admin API call (like
+# ledger/budgeting.py) and the watcher keeping the snapshot current.  They may use
+# the store; the decision modules beside them may not.
+IO_EDGES = {
+    "gatehouse.policy": (
+        "gatehouse.policy.service",
+        "gatehouse.policy.requests",
+        "gatehouse.policy.enforcement",
+    ),
+}
+
+
 def _modules() -> list[tuple[str, Path]]:
     out = []
     for path in PACKAGE.rglob("*.py"):
@@ -102,7 +114,11 @@ def _modules() -> list[tuple[str, Path]]:
 
 @pytest.mark.parametrize(("module", "path"), _modules(), ids=lambda v: str(v))
 def test_imports_point_downward(module: str, path: Path) -> None:
-    rules = [bad for prefix, bad in FORBIDDEN.items() if module.startswith(prefix)]
+    rules = [
+        bad
+        for prefix, bad in FORBIDDEN.items()
+        if module.startswith(prefix) and module not in IO_EDGES.get(prefix, ())
+    ]
     imported: list[str] = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):

@@ -20,6 +20,7 @@ from gatehouse.admin.auth import Allow, Caller
 from gatehouse.admin.backend import Backend
 from gatehouse.admin.budgets import budget_routes
 from gatehouse.admin.chargeback import chargeback_routes
+from gatehouse.admin.policy import policy_routes, repo_routes
 from gatehouse.errors import GatewayError, error_body
 from gatehouse.identity.roles import FINANCE, PLATFORM_ADMIN, ROLES, SECURITY
 
@@ -60,6 +61,8 @@ def create_admin_app(backend: Backend) -> FastAPI:
 
     api.include_router(chargeback_routes(backend))
     api.include_router(budget_routes(backend))
+    api.include_router(repo_routes(backend))
+    api.include_router(policy_routes(backend))
     return api
 
 

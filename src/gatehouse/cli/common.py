@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
@@ -54,6 +55,14 @@ def run(coro: Awaitable[T]) -> T:
         return await coro
 
     return uvloop.run(wrapper())
+
+
+def os_user() -> str:
+    """Who runs the command, for ``--by`` defaults: the OS user name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "unknown"
 
 
 def with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:

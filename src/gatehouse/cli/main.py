@@ -21,8 +21,9 @@ import uvloop
 from rich.table import Table
 
 from gatehouse.app import create_app
-from gatehouse.cli import budget, chargeback, setup
+from gatehouse.cli import budget, chargeback, repos, setup
 from gatehouse.cli import login as sso
+from gatehouse.cli import policy as policy_cli
 from gatehouse.cli.common import database, err, fail, out, refusals, run
 from gatehouse.cli.processes import simulator, uvicorn_config
 from gatehouse.errors import GatewayError, InvalidRequest
@@ -37,8 +38,10 @@ from gatehouse.identity.keys import (
 )
 from gatehouse.identity.roles import ROLES, parse_roles
 from gatehouse.ledger.usage import UsageRecord
+from gatehouse.policy.document import Policy, RepoRule
 from gatehouse.settings import Settings
 from gatehouse.store import identity as identity_store
+from gatehouse.store.policy import PolicyStore
 
 app = typer.Typer(
     help="Gatehouse: the control plane in front of Claude Code.",
@@ -50,6 +53,10 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(setup.app, name="setup")
 app.add_typer(chargeback.app, name="chargeback")
 app.add_typer(budget.app, name="budget")
+app.add_typer(policy_cli.policy_app, name="policy")
+app.add_typer(policy_cli.killswitch_app, name="killswitch")
+app.add_typer(policy_cli.models_app, name="models")
+app.add_typer(repos.app, name="repos")
 app.command("prices")(chargeback.prices)
 app.command("login")(sso.login)
 app.command("logout")(sso.logout)
@@ -144,8 +151,12 @@ def demo(
     """Start Gatehouse on SQLite with a demo key; print how to point Claude Code at it."""
     from gatehouse.sim.traffic import replay_sessions
 
-    settings = Settings.load()
+    # The demo serves Claude Code from whatever directory it is started in, so the
+    # repository allow-list observes unless GATEHOUSE_POLICY_MODE says otherwise.
+    explicit = "GATEHOUSE_POLICY_MODE" in os.environ
+    settings = Settings.load() if explicit else Settings.load(policy_mode="observe")
     key = run(_demo_key(settings))
+    run(_demo_policy(settings))
     # Listening on every address: print the one this machine can reach itself on.
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base = f"http://{host}:{settings.port}"
@@ -153,6 +164,7 @@ def demo(
     out.print(f"  export ANTHROPIC_BASE_URL={base}", highlight=False)
     out.print(f"  export ANTHROPIC_AUTH_TOKEN={key}", highlight=False)
     out.print("  export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1\n", highlight=False)
+    _policy_banner(settings)
 
     async def after_start(url: str) -> None:
         if replay:
@@ -164,6 +176,45 @@ def demo(
 
     with _upstream(settings) as ready:
         _serve(ready, after_start)
+
+
+async def _demo_policy(settings: Settings) -> None:
+    """Approve the replay's repositories once (a policy version by ``gatehouse demo``)."""
+    from gatehouse.sim.traffic import DEMO_REPOSITORIES
+
+    def approve(policy: Policy) -> Policy:
+        missing = {
+            r: RepoRule("internal", approved_by="gatehouse demo", reason="demo replay")
+            for r in DEMO_REPOSITORIES
+            if policy.rule_for(r) is None
+        }
+        return policy.replace(repositories={**policy.repositories, **missing})
+
+    async with database(settings) as db:
+        await PolicyStore(db).change(
+            approve, author="gatehouse demo", reason="approve the demo's repositories", source="cli"
+        )
+
+
+def _policy_banner(settings: Settings) -> None:
+    if settings.policy_mode == "observe":
+        out.print(
+            "[bold]Policy: observe mode (demo).[/bold] Repositories nobody approved are served "
+            "and recorded as policy_would_deny events; the demo's own repositories are "
+            "approved. To see default deny, restart with GATEHOUSE_POLICY_MODE=enforce and "
+            "approve your repository first:"
+        )
+    else:
+        out.print(
+            "[bold]Policy: enforce.[/bold] Only approved repositories are served. "
+            "Approve yours before starting Claude Code:"
+        )
+    out.print(
+        "  gatehouse repos approve github.com/you/your-repo --classification internal "
+        '--reason "demo"\n  (or list it under repositories: in a file for '
+        "`gatehouse policy apply`)\n",
+        highlight=False,
+    )
 
 
 async def _demo_key(settings: Settings) -> str:

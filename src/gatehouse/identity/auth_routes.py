@@ -29,7 +29,7 @@ from gatehouse.identity import credentials as creds
 from gatehouse.identity.directory import Directory
 from gatehouse.identity.revocation import Revocations
 from gatehouse.identity.tokens import AccessTokens
-from gatehouse.proxy.attribution import normalize_repository
+from gatehouse.policy.repos import normalize_repository
 from gatehouse.store import identity as directory_store
 from gatehouse.store.db import Database
 

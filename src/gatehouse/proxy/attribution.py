@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gatehouse import claude_code
+from gatehouse.policy.repo_claims import claims_of
 
-_WORKDIR = re.compile(r"Primary working directory: *([^\n\r]+)")
 # "claude-cli/2.1.332 (external, cli)", "curl/8.1.2", or the SDKs' "Anthropic/Python 0.40.0".
 _UA = re.compile(r"^(\S+?)[/ ]v?(\d[^\s(;]*)")
-_SCP_REMOTE = re.compile(r"^[\w.-]+@([\w.-]+):(.+)$")
-
-REPO_HEADER = "x-gatehouse-repo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,85 +57,10 @@ def parse_user_agent(user_agent: str) -> tuple[str, str]:
 
 
 def find_repository(headers: Mapping[str, str], body: Mapping[str, Any]) -> tuple[str, str]:
-    """The repository and the source that named it: header, safeguards or working directory."""
-    declared = headers.get(REPO_HEADER, "").strip()
-    if declared:
-        return normalize_repository(declared), "header"
-    origin = _safeguards_origin(body.get("safeguards"))
-    if origin:
-        return origin, "safeguards"
-    workdir = _working_directory(body)
-    if workdir:
-        return workdir, "working_directory"
-    return "", ""
+    """The repository and the source that named it: header, safeguards or working directory.
 
-
-def normalize_repository(value: str) -> str:
-    """``git@github.com:acme/pay.git`` or ``https://github.com/acme/pay`` → ``github.com/acme/pay``.
-
-    Anything else is kept as given, minus a trailing ``.git`` and slashes.
+    The most trusted claim of `gatehouse.policy.repo_claims` (which also sees a
+    token's claim, the disagreements and the session's memory).
     """
-    value = value.strip()
-    scp = _SCP_REMOTE.match(value)
-    if scp:
-        value = f"{scp.group(1)}/{scp.group(2)}"
-    elif "://" in value:
-        value = value.split("://", 1)[1]
-        value = value.rsplit("@", 1)[-1] if "@" in value.split("/", 1)[0] else value
-    value = value.strip("/")
-    if value.endswith(".git"):
-        value = value[:-4]
-    return value
-
-
-def _safeguards_origin(safeguards: Any) -> str:
-    if not isinstance(safeguards, list):
-        return ""
-    for item in safeguards:
-        try:
-            origin = item["classifier_context"]["git_state"]["visibility"]["origin"]
-            host, remote = origin["host"], origin["remote"]
-        except (KeyError, TypeError):
-            continue
-        if isinstance(host, str) and isinstance(remote, str) and host and remote:
-            return normalize_repository(f"{host}/{remote}")
-    return ""
-
-
-def _working_directory(body: Mapping[str, Any]) -> str:
-    """The "Primary working directory" line Claude Code writes into its context.
-
-    2.1.112 puts it in the system prompt; 2.1.332 in a ``role: "system"``
-    message, or in the first user message for some models.
-    """
-    for text in _context_texts(body):
-        if "Primary working directory" in text:
-            match = _WORKDIR.search(text)
-            if match:
-                return match.group(1).strip()
-    return ""
-
-
-def _context_texts(body: Mapping[str, Any]) -> list[str]:
-    texts: list[str] = []
-    _collect_text(body.get("system"), texts)
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        seen_user = False
-        for message in messages:
-            if not isinstance(message, dict):
-                continue
-            role = message.get("role")
-            if role == "system" or (role == "user" and not seen_user):
-                _collect_text(message.get("content"), texts)
-            seen_user = seen_user or role == "user"
-    return texts
-
-
-def _collect_text(content: Any, out: list[str]) -> None:
-    if isinstance(content, str):
-        out.append(content)
-    elif isinstance(content, list):
-        for block in content:
-            if isinstance(block, dict) and isinstance(block.get("text"), str):
-                out.append(block["text"])
+    claims = claims_of("", headers, body)
+    return (claims[0].value, claims[0].source) if claims else ("", "")

@@ -21,15 +21,29 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from gatehouse.errors import GatewayError, InvalidRequest, Unavailable
+from gatehouse.errors import GatewayError, InvalidRequest, PermissionDenied, Unavailable
+from gatehouse.events import Event
 from gatehouse.identity.authenticator import Authenticator
 from gatehouse.identity.keys import KeyStore
+from gatehouse.identity.principal import Principal
 from gatehouse.ledger.guard import BudgetGuard
 from gatehouse.ledger.meter import Meter
 from gatehouse.ledger.recorder import Recorder
 from gatehouse.ledger.usage import UsageRecord
+from gatehouse.policy.decide import Allow, Deny, RequestFacts, decide
+from gatehouse.policy.document import RepoRule
+from gatehouse.policy.enforcement import PolicyService
 from gatehouse.policy.models import ModelPolicy, models_in
+from gatehouse.policy.pathmatch import PathRulesCache
+from gatehouse.policy.paths import apply_path_rules, blocked_message, path_events
 from gatehouse.policy.ratelimit import RateLimiter
+from gatehouse.policy.repo_claims import (
+    RepositoryIdentity,
+    SessionRepositories,
+    identify,
+    mismatch_event,
+)
+from gatehouse.policy.repos import repository_key
 from gatehouse.providers.anthropic import (
     HOP_BY_HOP,
     AnthropicUpstream,
@@ -80,6 +94,7 @@ class Proxy:
         limiter: RateLimiter | None = None,
         budgets: BudgetGuard | None = None,
         authenticator: Authenticator | None = None,
+        policy: PolicyService | None = None,
     ) -> None:
         self.keys = keys
         # Keys and access tokens; a bare KeyStore when no tokens are configured.
@@ -91,6 +106,12 @@ class Proxy:
         self.models = models or ModelPolicy()
         self.limiter = limiter
         self.budgets = budgets
+        self.policy = policy
+        # Which repository each session resolved (per process) and compiled path rules.
+        self.sessions = SessionRepositories()
+        self.path_rules = PathRulesCache()
+        # Observe-mode events already spooled by this process: one per (session, reason).
+        self.observed: set[tuple[str, str, str]] = set()
 
     async def handle(self, kind: Kind, scope: Scope, receive: Receive, send: Send) -> None:
         await Exchange(self, kind, scope, receive, send).run()
@@ -111,6 +132,9 @@ class Exchange:
         self.response_started = False
         self.recorded = False
         self.disconnected = False
+        self.rule: RepoRule | None = None  # the repository's approval: its path rules apply
+        self.identity = RepositoryIdentity()
+        self.events: list[Event] = []  # written with the usage record
 
     async def run(self) -> None:
         try:
@@ -154,8 +178,8 @@ class Exchange:
         body = await read_body(self.receive, headers, self.proxy.max_body_bytes)
         if self.kind is Kind.PASSTHROUGH:
             # Batches and future endpoints name models too: the veto covers them.
-            for named in models_in(body, headers.get("content-type", "")):
-                self.proxy.models.check(named)
+            named = tuple(models_in(body, headers.get("content-type", "")))
+            await self._decide(principal, named, check_repository=False)
             if self.scope["method"] == "POST":
                 if self.proxy.budgets is not None:
                     self.proxy.budgets.check(
@@ -174,20 +198,128 @@ class Exchange:
         record.client = who.client
         record.client_version = who.client_version
         record.request_class = who.request_class
-        if not principal.repository:
-            record.repository = who.repository
-            record.repository_source = who.repository_source
+        # Every source's claim; the session holds the repository it first resolved.
+        own = identify(principal.repository, headers, parsed)
+        identity = self.proxy.sessions.settle(who.session_id, own)
+        self.identity = identity
+        record.repository, record.repository_source = identity.repository, identity.source
+        mismatch = mismatch_event(
+            identity, developer=record.developer, team=record.team, session_id=record.session_id
+        )
+        if mismatch is not None and self.proxy.sessions.first_report(record.session_id, identity):
+            self.events.append(mismatch)
         model = parsed.get("model")
         record.model_requested = model if isinstance(model, str) else ""
         record.streamed = parsed.get("stream") is True
         if self.target.startswith("/v1/messages/count_tokens"):
-            return body  # counting tokens costs nothing and decides nothing
-        self.proxy.models.check(record.model_requested)
+            # Counting tokens costs nothing: only an incident stop applies.
+            await self._decide(principal, (), check_repository=False)
+            # The conversation goes upstream to be counted: the same path rules apply.
+            return self._apply_path_rules(body, parsed)
+        self.rule = await self._decide(principal, (record.model_requested,))
+        if own.is_remote and own.repository != identity.repository:
+            # The session keeps its first repository, but content from another one must
+            # not ride on that approval: the request's own claim is decided as well.
+            await self._decide(principal, (), repository=own.repository, source=own.source)
         if self.proxy.budgets is not None:
             self.proxy.budgets.check(record.developer, record.team, record.repository, time.time())
         if self.proxy.limiter is not None:
             await self.proxy.limiter.check(principal.email)
-        return body
+        return self._apply_path_rules(body, parsed)
+
+    def _apply_path_rules(self, body: bytes, parsed: dict[str, Any]) -> bytes:
+        """The repository's path rules over the tool results: the bytes to forward.
+
+        Redacted results are spliced into the original bytes; a ``block`` rule
+        refuses the request.  What was done becomes ``path_rule_applied`` events,
+        written with the usage record (off the path to the upstream).
+        """
+        rule, record = self.rule, self.record
+        if rule is None and self.proxy.policy is not None and self.identity.is_remote:
+            # count_tokens is not decided on the allow-list, but it carries the context.
+            rule = self.proxy.policy.snapshot.repositories.get(repository_key(record.repository))
+        if rule is None or not rule.paths:
+            return body
+        outcome = apply_path_rules(
+            body, parsed, self.proxy.path_rules.get(rule.paths), root=self.identity.root
+        )
+        self.events.extend(
+            path_events(
+                outcome,
+                developer=record.developer,
+                team=record.team,
+                repository=record.repository,
+                session_id=record.session_id,
+            )
+        )
+        if outcome.blocked is not None:
+            raise PermissionDenied(blocked_message(outcome.blocked, record.repository))
+        return outcome.body
+
+    async def _decide(
+        self,
+        principal: Principal,
+        models: tuple[str, ...],
+        *,
+        check_repository: bool = True,
+        repository: str | None = None,
+        source: str = "",
+    ) -> RepoRule | None:
+        """Ask the policy (kill switch, vendor veto, allow-list); raise its refusal.
+
+        Returns the repository's approval, whose path rules apply to the request.
+        """
+        policy = self.proxy.policy
+        if policy is None:  # no policy service: the bootstrap model list alone
+            for model in models:
+                self.proxy.models.check(model)
+            return None
+        record = self.record
+        facts = RequestFacts(
+            developer=record.developer,
+            team=record.team,
+            repository=record.repository if repository is None else repository,
+            repository_source=record.repository_source if repository is None else source,
+            models=models,
+            session_id=record.session_id,
+            check_repository=check_repository,
+        )
+        decision = decide(principal, facts, policy.snapshot)
+        if isinstance(decision, Allow):
+            return decision.rule
+        if isinstance(decision, Deny):
+            raise decision.error
+        await self._observed(decision.would_deny)
+        return decision.rule
+
+    async def _observed(self, denial: Deny) -> None:
+        """Observe mode: say once per session and reason what enforce would have refused."""
+        record = self.record
+        seen = (record.session_id or record.developer, record.repository, denial.reason)
+        if seen in self.proxy.observed:
+            return
+        if len(self.proxy.observed) > 100_000:
+            self.proxy.observed.clear()
+        self.proxy.observed.add(seen)
+        event = Event(
+            kind="policy_would_deny",
+            subject=f"would deny {record.developer}: {denial.reason} {record.repository}".strip(),
+            severity="warning",
+            developer=record.developer,
+            team=record.team,
+            repository=record.repository,
+            session_id=record.session_id,
+            detail={
+                "reason": denial.reason,
+                "message": denial.error.message,
+                "repository_source": record.repository_source,
+                "request_id": self.request_id,
+            },
+        )
+        try:
+            await self.proxy.recorder.event(event)
+        except GatewayError as exc:  # observing must never refuse a request
+            log.warning("cannot record a policy_would_deny event: %s", exc.message)
 
     async def _race(self, body: bytes) -> None:
         """Run the upstream exchange against the client's disconnect."""
@@ -310,6 +442,8 @@ class Exchange:
             await asyncio.shield(self.proxy.recorder.record(self.record))
             if unpriced is not None:
                 await asyncio.shield(self.proxy.recorder.event(unpriced))
+            for event in self.events:
+                await asyncio.shield(self.proxy.recorder.event(event))
         except GatewayError as exc:
             # Fail closed: an answer whose usage cannot be kept is not released.
             log.error("cannot record usage of request %s: %s", self.request_id, exc.message)

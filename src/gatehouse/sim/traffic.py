@@ -192,9 +192,17 @@ def claude_code_body(
     return body
 
 
+# The repositories the demo replay works in (`gatehouse demo` approves them).
+DEMO_REPOSITORIES = (
+    "github.com/acme/payments-service",
+    "github.com/acme/web",
+    "github.com/acme/infra",
+)
+
+
 async def replay_sessions(base_url: str, key: str, *, sessions: int = 3, turns: int = 3) -> None:
     """Drive a few multi-turn sessions through a gateway, as the demo does."""
-    repos = ("github.com/acme/payments-service", "github.com/acme/web", "github.com/acme/infra")
+    repos = DEMO_REPOSITORIES
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         for n in range(sessions):
             session_id = str(uuid.UUID(int=random.Random(n).getrandbits(128)))

@@ -229,6 +229,18 @@ async def group_names(db: Database, user_id: str) -> list[str]:
     return [row["display_name"] for row in await db.fetch_all(query, "read the user's groups")]
 
 
+async def groups_of(db: Database, email: str) -> list[str]:
+    """Display names of the groups of the active human ``email``; empty if unknown or inactive."""
+    query = (
+        sa.select(groups.c.display_name)
+        .join(group_members, group_members.c.group_id == groups.c.id)
+        .join(users, users.c.id == group_members.c.user_id)
+        .where(users.c.user_name == email.strip().lower(), users.c.active.is_(True))
+        .order_by(groups.c.display_name)
+    )
+    return [row["display_name"] for row in await db.fetch_all(query, "read the user's groups")]
+
+
 # -- groups --------------------------------------------------------------------
 
 

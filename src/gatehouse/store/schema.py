@@ -285,3 +285,40 @@ device_grants = sa.Table(
     sa.Column("last_polled_at", sa.Double, nullable=True),
     sa.Index("ix_device_grants_user_code", "user_code", unique=True),
 )
+
+# Developers' requests for a repository on the allow-list, and the owner's decision
+# (policy/requests.py).  The approved rule itself lives in the policy document.
+repo_requests = sa.Table(
+    "repo_requests",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("repository", sa.String(500), nullable=False),  # host/owner/name
+    sa.Column("requested_by", sa.String(320), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending|approved|denied|withdrawn
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("decided_by", sa.String(320), nullable=True),
+    sa.Column("decided_at", sa.Double, nullable=True),
+    sa.Column("decision_reason", sa.Text, nullable=True),
+    sa.Column("classification", sa.String(16), nullable=True),
+    sa.Column("paths_json", sa.Text, nullable=True),  # [{glob, action, name}] as approved
+    sa.Index("ix_repo_requests_repository_status", "repository", "status"),
+)
+
+
+POLICY_REVISION = "policy"
+"""Bumped with every new policy version, so every gateway reloads its snapshot."""
+
+# Every version of the whole policy document (policy/document.py) as JSON; the
+# newest row is in force.  Version 0 is the default (enforce, deny everything),
+# written by the migration.  Changes from the API, the CLI and files share it.
+policy_versions = sa.Table(
+    "policy_versions",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("document", sa.Text, nullable=False),  # JSON, Policy.to_dict()
+    sa.Column("author", sa.String(320), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # api | cli | file
+    sa.Column("created_at", sa.Double, nullable=False),
+)
