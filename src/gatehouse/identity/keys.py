@@ -9,8 +9,6 @@ request.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -23,8 +21,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from redis.asyncio import Redis
 
 from gatehouse.errors import AuthenticationFailed, InvalidRequest
 from gatehouse.identity.principal import ApiKey, Principal
@@ -131,8 +127,11 @@ def credential_from_headers(headers: Mapping[str, str]) -> str:
     return ""
 
 
-class KeyStore:
+class KeyStore(channels.Followed):
     """The in-memory key snapshot.  ``authenticate`` never awaits."""
+
+    channel = KEYS_CHANNEL
+    what = "key"
 
     def __init__(
         self,
@@ -142,54 +141,23 @@ class KeyStore:
         refresh_interval: float = 1.0,
         deprovisioned: Callable[[], Awaitable[Mapping[str, float]]] | None = None,
     ) -> None:
+        super().__init__(refresh_interval)
         self._db = db
         self._secret = secret
-        self._interval = refresh_interval
         self._by_digest: dict[str, ApiKey] = {}
         # Email → when the IdP deprovisioned them (store.identity.deprovisioned), read with
         # the keys: deprovisioning bumps the keys revision, so the reason arrives with them.
         self._load_deprovisioned = deprovisioned
         self._deprovisioned: Mapping[str, float] = {}
-        self._revision = -1
-        self._tasks: list[asyncio.Task[None]] = []
-        self._lock = asyncio.Lock()
 
-    async def start(self) -> None:
-        await self.refresh(force=True)
-        refresh = channels.poll(self.refresh, self._interval, "key")
-        self._tasks.append(asyncio.create_task(refresh, name="gatehouse-key-refresh"))
+    async def revision(self) -> int:
+        return await self._db.keys_revision()
 
-    def follow(self, redis: Redis) -> None:
-        """Also reload as soon as another process announces a key change on Redis.
-
-        Redis being away (at start or later) only slows revocation down to the poll.
-        """
-
-        async def reload(channel: str, data: bytes) -> None:
-            await self.refresh()
-
-        listen = channels.follow(
-            redis, (KEYS_CHANNEL,), reload, catch_up=self.refresh, what="key-change"
-        )
-        self._tasks.append(asyncio.create_task(listen, name="gatehouse-keys"))
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def refresh(self, *, force: bool = False) -> None:
-        """Reload the snapshot if the database's key revision moved."""
-        async with self._lock:
-            revision = await self._db.keys_revision()
-            if revision == self._revision and not force:
-                return
-            keys = await self._db.list_keys()
-            if self._load_deprovisioned is not None:
-                self._deprovisioned = await self._load_deprovisioned()
-            self._by_digest = {k.digest: k for k in keys}
-            self._revision = revision
+    async def reload(self) -> None:
+        keys = await self._db.list_keys()
+        if self._load_deprovisioned is not None:
+            self._deprovisioned = await self._load_deprovisioned()
+        self._by_digest = {k.digest: k for k in keys}
 
     def lookup(self, key: str) -> ApiKey | None:
         return self._by_digest.get(digest(self._secret, key))

@@ -11,13 +11,10 @@ reaches every replica within a second.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from redis.asyncio import Redis
 
 from gatehouse.identity.credentials import IDENTITY_CHANNEL, identity_revision
 from gatehouse.store import channels
@@ -61,44 +58,19 @@ async def load_revocations(db: Database) -> Revocations:
     return Revocations(credentials=revoked, users={k.lower(): v for k, v in users.items()})
 
 
-class IdentityWatcher:
+class IdentityWatcher(channels.Followed):
     """Keeps `revocations` current: revision poll plus Redis announcements."""
 
+    channel = IDENTITY_CHANNEL
+    what = "identity"
+
     def __init__(self, db: Database, *, refresh_interval: float = 1.0) -> None:
+        super().__init__(refresh_interval)
         self._db = db
-        self._interval = refresh_interval
         self.revocations = Revocations()
-        self._revision = -1
-        self._tasks: list[asyncio.Task[None]] = []
-        self._lock = asyncio.Lock()
 
-    async def start(self) -> None:
-        await self.refresh(force=True)
-        refresh = channels.poll(self.refresh, self._interval, "identity")
-        self._tasks.append(asyncio.create_task(refresh, name="gatehouse-identity-refresh"))
+    async def revision(self) -> int:
+        return await identity_revision(self._db)
 
-    def follow(self, redis: Redis) -> None:
-        """Also reload as soon as another process announces an identity change."""
-
-        async def reload(channel: str, data: bytes) -> None:
-            await self.refresh()
-
-        listen = channels.follow(
-            redis, (IDENTITY_CHANNEL,), reload, catch_up=self.refresh, what="identity"
-        )
-        self._tasks.append(asyncio.create_task(listen, name="gatehouse-identity"))
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def refresh(self, *, force: bool = False) -> None:
-        """Reload the snapshot if the ``identity`` revision moved."""
-        async with self._lock:
-            revision = await identity_revision(self._db)
-            if revision == self._revision and not force:
-                return
-            self.revocations = await load_revocations(self._db)
-            self._revision = revision
+    async def reload(self) -> None:
+        self.revocations = await load_revocations(self._db)

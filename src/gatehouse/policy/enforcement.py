@@ -9,11 +9,7 @@ force.  The proxy reads `snapshot` on every request without awaiting.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-
-from redis.asyncio import Redis
 
 from gatehouse.policy.decide import PolicySnapshot
 from gatehouse.policy.document import Policy
@@ -23,8 +19,11 @@ from gatehouse.store.policy import POLICY_CHANNEL, PolicyStore
 log = logging.getLogger("gatehouse.policy")
 
 
-class PolicyService:
+class PolicyService(channels.Followed):
     """The policy snapshot and the tasks keeping it current."""
+
+    channel = POLICY_CHANNEL
+    what = "policy"
 
     def __init__(
         self,
@@ -34,15 +33,12 @@ class PolicyService:
         force_observe: bool = False,
         refresh_interval: float = 1.0,
     ) -> None:
+        super().__init__(refresh_interval)
         self.store = store
         self._env_models = env_models
         self._force_observe = force_observe
-        self._interval = refresh_interval
         # Until the first load: enforce, nothing approved — fail closed.
         self.snapshot = self._build(Policy(), -1)
-        self._revision = -1
-        self._tasks: list[asyncio.Task[None]] = []
-        self._lock = asyncio.Lock()
 
     def _build(self, policy: Policy, version: int) -> PolicySnapshot:
         return PolicySnapshot(
@@ -52,36 +48,11 @@ class PolicyService:
             force_observe=self._force_observe,
         )
 
-    async def start(self) -> None:
-        await self.refresh(force=True)
-        poll = channels.poll(self.refresh, self._interval, "policy")
-        self._tasks.append(asyncio.create_task(poll, name="gatehouse-policy-refresh"))
+    async def revision(self) -> int:
+        return await self.store.revision()
 
-    def follow(self, redis: Redis) -> None:
-        """Also reload as soon as another process announces a policy change."""
-
-        async def reload(channel: str, data: bytes) -> None:
-            await self.refresh()
-
-        listen = channels.follow(
-            redis, (POLICY_CHANNEL,), reload, catch_up=self.refresh, what="policy"
-        )
-        self._tasks.append(asyncio.create_task(listen, name="gatehouse-policy"))
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def refresh(self, *, force: bool = False) -> None:
-        """Rebuild the snapshot if the ``policy`` revision moved."""
-        async with self._lock:
-            revision = await self.store.revision()
-            if revision == self._revision and not force:
-                return
-            version, policy = await self.store.current()
-            self.snapshot = self._build(policy, version)
-            if self._revision >= 0:
-                log.info("policy version %d in force", version)
-            self._revision = revision
+    async def reload(self) -> None:
+        version, policy = await self.store.current()
+        self.snapshot = self._build(policy, version)
+        if self._revision >= 0:
+            log.info("policy version %d in force", version)

@@ -11,6 +11,7 @@ once per outage, not once a second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -103,3 +104,61 @@ async def announce(redis_url: str, channel: str, message: str, what: str) -> Non
         log.warning("could not announce the %s change on Redis (gateways will poll): %s", what, exc)
     finally:
         await redis.aclose()
+
+
+class Followed:
+    """Base of a snapshot kept current by a revision poll and, with Redis, a channel.
+
+    A subclass names its ``channel`` and ``what`` (for logs), and implements
+    `revision` (a number that moves with every change) and `reload` (read the
+    snapshot).  `refresh` reloads only when the revision moved; `start` loads
+    once and starts the poll; `follow` adds the Redis channel; `close` stops both.
+    """
+
+    channel: str
+    what: str
+
+    def __init__(self, refresh_interval: float) -> None:
+        self._interval = refresh_interval
+        self._revision = -1
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+
+    async def revision(self) -> int:
+        raise NotImplementedError
+
+    async def reload(self) -> None:
+        raise NotImplementedError
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Reload the snapshot if the revision moved (always with ``force``)."""
+        async with self._lock:
+            revision = await self.revision()
+            if revision == self._revision and not force:
+                return
+            await self.reload()
+            self._revision = revision
+
+    async def start(self) -> None:
+        await self.refresh(force=True)
+        refresh = poll(self.refresh, self._interval, self.what)
+        self._tasks.append(asyncio.create_task(refresh, name=f"gatehouse-{self.what}-refresh"))
+
+    def follow(self, redis: Redis) -> None:
+        """Also reload as soon as another process announces a change on Redis.
+
+        Redis being away (at start or later) only slows a change down to the poll.
+        """
+
+        async def reload(channel: str, data: bytes) -> None:
+            await self.refresh()
+
+        listen = follow(redis, (self.channel,), reload, catch_up=self.refresh, what=self.what)
+        self._tasks.append(asyncio.create_task(listen, name=f"gatehouse-{self.what}-channel"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
