@@ -9,7 +9,6 @@ exit status 2, never a traceback.
 
 from __future__ import annotations
 
-import getpass
 import sys
 import time
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from gatehouse.cli.common import err, fail, out, refusals, with_database
+from gatehouse.cli.common import err, fail, os_user, out, refusals, with_database
 from gatehouse.errors import InvalidRequest
 from gatehouse.ledger import budgeting
 from gatehouse.ledger.alerts import mask_url
@@ -94,7 +93,7 @@ def set_budget(
                 soft_permille=soft_permille,
                 hard_permille=hard_permille,
                 webhook_url=webhook,
-                by=by or _os_user(),
+                by=by or os_user(),
             ),
         )
     out.print(f"Budget for {budget.describe()}: {_terms(budget)}.", highlight=False)
@@ -173,7 +172,7 @@ def grant_exception(
                 amount_micros=amount_micros,
                 until=ends,
                 reason=reason,
-                by=by or _os_user(),
+                by=by or os_user(),
                 now=now,
             ),
         )
@@ -200,7 +199,7 @@ def remove_budget(
         removed = with_database(
             settings,
             lambda db: budgeting.remove_budget(
-                db, settings.redis_url, scope=scope, name=name, by=by or _os_user()
+                db, settings.redis_url, scope=scope, name=name, by=by or os_user()
             ),
         )
     if removed is None:
@@ -232,13 +231,6 @@ def _terms(budget: Budget) -> str:
         f"{usd(budget.monthly_micros)} monthly{daily}; alert at {budget.soft_permille / 10:g}%, "
         f"pause at {budget.hard_permille / 10:g}%{hook}"
     )
-
-
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return "unknown"
 
 
 def _iso(ts: float) -> str:
