@@ -42,6 +42,8 @@ import uvloop
 from gatehouse.cli.processes import free_port, wait_for_port
 from gatehouse.sim.traffic import claude_code_body, claude_code_headers
 
+REPOSITORY = "github.com/acme/payments-service"
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -84,7 +86,7 @@ class Target:
 
 async def one(http: aiohttp.ClientSession, target: Target, body: bytes, session: str) -> float:
     """Send one streaming request; return time to first body byte (s), read to the end."""
-    headers = claude_code_headers(session, target.key)
+    headers = claude_code_headers(session, target.key, repo=REPOSITORY)
     start = time.perf_counter()
     async with http.post(target.url, data=body, headers=headers) as response:
         first = await response.content.readany()
@@ -183,7 +185,7 @@ async def soak(http, target, bodies, total: int, concurrency: int = 16) -> None:
 async def open_streams(http, target, bodies, count: int, proc: psutil.Process) -> float:  # type: ignore[no-untyped-def]
     """Hold ``count`` streams open at once (the simulator stalls after message_start);
     return the gateway's RSS in MB while they are all open."""
-    headers = dict(claude_code_headers("streams", target.key))
+    headers = dict(claude_code_headers("streams", target.key, repo=REPOSITORY))
     headers["x-sim-fault"] = "stall,ms=4000"
     opened = 0
     all_open = asyncio.Event()
@@ -204,6 +206,30 @@ async def open_streams(http, target, bodies, count: int, proc: psutil.Process) -
     rss = proc.memory_info().rss / 2**20
     await asyncio.gather(*tasks)
     return rss
+
+
+def cli(env: dict[str, str], *args: str) -> bytes:
+    return subprocess.run(
+        [sys.executable, "-m", "gatehouse", *args],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
+def enable_every_surface(env: dict[str, str], tmp: str) -> None:
+    """Policy in enforce mode with the bench's repository approved under path rules, and a
+    budget for the bench's developer: every request is decided, screened and charged."""
+    rules = Path(tmp) / "paths.yaml"
+    rules.write_text(
+        "- {glob: 'secrets/**', action: redact, name: secrets}\n"
+        "- {glob: '**/*.pem', action: block, name: private keys}\n"
+        "- {glob: '**/.env*', action: redact, name: dotenv}\n"
+    )
+    cli(env, "repos", "approve", REPOSITORY, "--classification", "internal",
+        "--paths-file", str(rules), "--reason", "bench")  # fmt: skip
+    cli(env, "budget", "set", "--developer", "bench@example.com", "--monthly", "1000000")
 
 
 def create_key(env: dict[str, str]) -> str:
@@ -327,7 +353,9 @@ def main() -> None:
         sim_port, gw_port = free_port(), free_port()
         sim_url = f"http://127.0.0.1:{sim_port}"
         env["GATEHOUSE_UPSTREAM_URL"] = sim_url
+        env["GATEHOUSE_POLICY_MODE"] = "enforce"
         key = create_key(env)
+        enable_every_surface(env, tmp)
         with (
             child(["sim"], env, sim_port, client_cpu),
             child(["serve"], env, gw_port, gateway_cpu) as gw,
