@@ -20,7 +20,7 @@ import uvicorn
 import uvloop
 from rich.table import Table
 
-from gatehouse.app import create_app
+from gatehouse.app import Services, create_app
 from gatehouse.cli import budget, chargeback, repos, setup
 from gatehouse.cli import login as sso
 from gatehouse.cli import policy as policy_cli
@@ -95,8 +95,12 @@ def _upstream(settings: Settings) -> Any:
             yield dataclasses.replace(settings, upstream_url=url)
 
 
-def _serve(settings: Settings, after_start: Callable[[str], Awaitable[None]] | None = None) -> None:
-    server = uvicorn.Server(uvicorn_config(create_app(settings), settings.host, settings.port))
+def _serve(
+    settings: Settings, after_start: Callable[[str, Services], Awaitable[None]] | None = None
+) -> None:
+    app = create_app(settings)
+    services: Services = app.state.services
+    server = uvicorn.Server(uvicorn_config(app, settings.host, settings.port))
 
     async def run() -> None:
         tasks = [asyncio.ensure_future(server.serve())]
@@ -107,7 +111,7 @@ def _serve(settings: Settings, after_start: Callable[[str], Awaitable[None]] | N
                     if tasks[0].done():
                         return
                     await asyncio.sleep(0.05)
-                await after_start(f"http://{settings.host}:{settings.port}")
+                await after_start(f"http://{settings.host}:{settings.port}", services)
 
             tasks.append(asyncio.ensure_future(then()))
         await asyncio.gather(*tasks)
@@ -166,12 +170,12 @@ def demo(
     out.print("  export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1\n", highlight=False)
     _policy_banner(settings)
 
-    async def after_start(url: str) -> None:
+    async def after_start(url: str, services: Services) -> None:
         if replay:
             await replay_sessions(url, key)
-            async with database(settings) as db:
-                await asyncio.sleep(0.2)  # let the spool drain what the replay just wrote
-                _usage_table(await db.query_usage(limit=50))
+            if services.drainer is not None:
+                await services.drainer.flush()  # the replay's records, into the database
+            _usage_table(await services.database.query_usage(limit=50))
         out.print(f"Gatehouse is serving on {url}. Ctrl-C to stop.")
 
     with _upstream(settings) as ready:
