@@ -44,6 +44,7 @@ SQLITE_PRAGMAS = (
     "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=ON",
 )
+MIGRATION_WAIT_MS = 120_000
 POSTGRES_CONNECT_TIMEOUT = 10.0
 POSTGRES_COMMAND_TIMEOUT = 60.0
 
@@ -93,13 +94,22 @@ class Database:
 
     async def migrate(self) -> None:
         """Run pending migrations (``Database.open`` does this unless told not to)."""
+        sqlite = self.dialect == "sqlite"
         with self._errors("migrate the database"):
             async with self._engine.connect() as conn:
+                if sqlite:
+                    # Processes starting together queue for the write lock while one of
+                    # them migrates, which on a loaded machine outlasts the 5 s a
+                    # request would wait: this connection waits longer.
+                    await conn.exec_driver_sql(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
+                    await conn.commit()
                 # On SQLite take the write lock up front, so two processes
                 # starting at once migrate one after the other.
                 await conn.execution_options(gatehouse_begin="BEGIN IMMEDIATE")
                 async with conn.begin():
                     await conn.run_sync(migrations.upgrade)
+            if sqlite:
+                await self._engine.dispose()  # no pooled connection keeps the long wait
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at (``None`` when never migrated)."""
