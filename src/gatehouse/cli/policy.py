@@ -12,6 +12,7 @@ second.  Bad input is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -314,15 +315,7 @@ def models_propose(model: Model, reason: Reason, by: By = None) -> None:
 @models_app.command("approve")
 def models_approve(model: Model, reason: Reason, by: By = None, role: Role = SECURITY) -> None:
     """Approve a model (security's vendor-risk veto)."""
-    with refusals():
-        caller = _caller(by, role)
-        settings = Settings.load()
-        approved = with_database(
-            settings,
-            lambda db: service.approve_model(
-                _store(db, settings), caller, model=model, reason=reason, source="cli"
-            ),
-        )
+    approved = _change_models(service.approve_model, model, reason, by, role)
     out.print(f"Approved models: {', '.join(approved)}", highlight=False)
     err.print(APPLIED)
 
@@ -330,17 +323,28 @@ def models_approve(model: Model, reason: Reason, by: By = None, role: Role = SEC
 @models_app.command("revoke")
 def models_revoke(model: Model, reason: Reason, by: By = None, role: Role = SECURITY) -> None:
     """Remove a model from the approved list, or reject a proposal (security)."""
+    approved = _change_models(service.revoke_model, model, reason, by, role)
+    out.print(f"Approved models: {', '.join(approved) or 'none in the policy'}", highlight=False)
+    err.print(APPLIED)
+
+
+def _change_models(
+    change: Callable[..., Awaitable[tuple[str, ...]]],
+    model: str,
+    reason: str,
+    by: str | None,
+    role: str,
+) -> tuple[str, ...]:
+    """Approve or revoke ``model`` as ``by`` holding ``role``; the approved list after."""
     with refusals():
         caller = _caller(by, role)
         settings = Settings.load()
-        approved = with_database(
+        return with_database(
             settings,
-            lambda db: service.revoke_model(
+            lambda db: change(
                 _store(db, settings), caller, model=model, reason=reason, source="cli"
             ),
         )
-    out.print(f"Approved models: {', '.join(approved) or 'none in the policy'}", highlight=False)
-    err.print(APPLIED)
 
 
 @models_app.command("list")
