@@ -21,7 +21,12 @@ from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from gatehouse.admin.app import create_admin_app
+from gatehouse.audit.capture import AuditCapture
+from gatehouse.audit.crypto import AuditKeyError, Keyring
+from gatehouse.audit.upkeep import AuditUpkeep
 from gatehouse.errors import GatewayError, NotFound, Unavailable, error_body
+from gatehouse.guardrails.rules import RulesError
+from gatehouse.guardrails.screen import load_screener
 from gatehouse.identity.auth_routes import token_routes
 from gatehouse.identity.authenticator import Authenticator
 from gatehouse.identity.directory import Directory
@@ -139,11 +144,21 @@ class Services:
             spool = Spool(settings.spool_dir, sync_interval=settings.spool_sync_interval)
             await spool.open()
             stack.push_async_callback(spool.close)
+            keyring = None
+            if settings.audit_key_file:
+                try:
+                    keyring = Keyring.load(Path(settings.audit_key_file))
+                except AuditKeyError as exc:
+                    raise SettingsError(f"setting 'audit_key_file': {exc.message}") from None
             drainer = SpoolDrainer(
-                spool, DatabaseSink(db, settings.data_dir / "unknown-kinds.jsonl")
+                spool,
+                DatabaseSink(db, settings.data_dir / "unknown-kinds.jsonl", audit_keyring=keyring),
             )
             await drainer.start()
             stack.push_async_callback(drainer.close)
+            upkeep = AuditUpkeep(db, retention_days=settings.audit_retention_days)
+            await upkeep.start()
+            stack.push_async_callback(upkeep.close)
             redis = None
             if settings.redis_url:
                 # Fail fast: a request never waits on Redis retries (see RedisCounter).
@@ -201,6 +216,12 @@ class Services:
             )
             await budgets.start()
             stack.push_async_callback(budgets.close)
+            try:
+                screener = load_screener(
+                    settings.guard_rules, classifier=settings.guard_injection_classifier
+                )
+            except RulesError as exc:
+                raise SettingsError(f"setting 'guard_rules': {exc.message}") from None
             limit = settings.parsed_rate_limit
             counter = RedisCounter(redis) if redis is not None else MemoryCounter()
             self.db, self.drainer, self.budgets = db, drainer, budgets
@@ -217,6 +238,9 @@ class Services:
                 budgets=budgets.guard,
                 authenticator=Authenticator(keys, tokens, identity),
                 policy=policy,
+                screener=screener,
+                guard_fail=settings.guard_fail,
+                audit=AuditCapture(thinking=settings.audit_thinking) if settings.audit else None,
             )
             # Everything built so far lives as long as the process: keep the
             # collector from walking it again and again (fewer, shorter GC pauses).

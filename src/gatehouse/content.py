@@ -16,6 +16,7 @@ its JSON, every string inside a tool_result is read).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,12 @@ def make_block(path: str, role: str, value: Any) -> Block:
     return Block(path, role, kind if isinstance(kind, str) else "", value, raw, address(raw))
 
 
+def replaced(block: Block, value: Any) -> Block:
+    """``block`` with a new value (a redacted copy), addressed anew."""
+    raw = canonical(value)
+    return Block(block.path, block.role, block.kind, value, raw, address(raw))
+
+
 def blocks(parsed: Mapping[str, Any]) -> list[Block]:
     """Every block of a Messages request, in the order the model reads them."""
     out: list[Block] = []
@@ -87,34 +94,124 @@ def blocks(parsed: Mapping[str, Any]) -> list[Block]:
     return out
 
 
-def block_texts(block: Block) -> Iterator[tuple[str, str]]:
-    """(sub-path, text) for each piece of text a scanner should read in ``block``."""
+Where = tuple[str | int, ...]  # a text's place inside its block: keys and list indexes
+
+
+def where_label(where: Where) -> str:
+    """``("input", "edits", 0, "new_string")`` → ``input.edits[0].new_string``."""
+    out = ""
+    for part in where:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def block_texts(block: Block) -> Iterator[tuple[Where, str]]:
+    """(place, text) for each piece of text a scanner should read in ``block``.
+
+    A tool_use's input is read string by string (so a rewrite keeps it valid JSON);
+    every text part of a tool_result is read; images are not text.
+    """
     value = block.value
     if not isinstance(value, dict):
         return
     kind = block.kind
     if kind == "text" and isinstance(value.get("text"), str):
-        yield "text", value["text"]
+        yield ("text",), value["text"]
     elif kind == "tool_use":
-        tool_input = value.get("input")
-        if tool_input is not None:
-            yield "input", orjson.dumps(tool_input).decode()
+        yield from _strings(value.get("input"), ("input",))
     elif kind == "tool_result":
         content = value.get("content")
         if isinstance(content, str):
-            yield "content", content
+            yield ("content",), content
         elif isinstance(content, list):
             for i, part in enumerate(content):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    yield f"content[{i}].text", part["text"]
+                    yield ("content", i, "text"), part["text"]
     elif kind == "tool":
-        description = value.get("description")
-        if isinstance(description, str):
-            yield "description", description
+        if isinstance(value.get("description"), str):
+            yield ("description",), value["description"]
     elif kind == "thinking" and isinstance(value.get("thinking"), str):
-        yield "thinking", value["thinking"]
+        yield ("thinking",), value["thinking"]
     elif kind == "document":
         source = value.get("source")
         source = source if isinstance(source, dict) else {}
         if source.get("type") == "text" and isinstance(source.get("data"), str):
-            yield "source.data", source["data"]
+            yield ("source", "data"), source["data"]
+
+
+def _strings(value: Any, where: Where) -> Iterator[tuple[Where, str]]:
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*where, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, (*where, i))
+
+
+def replace_texts(value: Any, texts: Mapping[Where, str]) -> Any:
+    """``value`` with the text at each place replaced; containers on the way are copied."""
+    for where, text in texts.items():
+        value = _replace(value, where, text)
+    return value
+
+
+def _replace(value: Any, where: Where, text: str) -> Any:
+    if not where:
+        return text
+    head, rest = where[0], where[1:]
+    if isinstance(value, dict) and isinstance(head, str):
+        return {**value, head: _replace(value[head], rest, text)}
+    if isinstance(value, list) and isinstance(head, int):
+        return [*value[:head], _replace(value[head], rest, text), *value[head + 1 :]]
+    raise KeyError(where_label(where))
+
+
+_STEP = re.compile(r"([a-z_]+)|\[(\d+)\]")
+
+
+def rewrite_body(
+    body: bytes, parsed: Mapping[str, Any], blocks: list[Block], rewrites: Mapping[int, Any]
+) -> bytes:
+    """``body`` with ``blocks[i]`` replaced by ``rewrites[i]``, every other byte kept.
+
+    Each rewritten block is found by its serialisation in the original bytes and
+    spliced, so the rest of the body is byte-for-byte what the client sent (the
+    prompt cache keys on bytes).  Identical blocks are rewritten identically.  If a
+    block's bytes cannot be found (the client serialised differently), the whole
+    body is serialised again from ``parsed``.
+    """
+    out = body
+    for index, new in rewrites.items():
+        old = _lookup(parsed, blocks[index].path)
+        if isinstance(old, str) and isinstance(new, dict):
+            new = new.get("text", "")  # a plain-string content stays a string
+        old_bytes, new_bytes = orjson.dumps(old), orjson.dumps(new)
+        if old_bytes not in out:
+            return _reserialise(parsed, blocks, rewrites)
+        out = out.replace(old_bytes, new_bytes)
+    return out
+
+
+def _steps(path: str) -> list[str | int]:
+    return [int(index) if index else key for key, index in _STEP.findall(path)]
+
+
+def _lookup(parsed: Any, path: str) -> Any:
+    value = parsed
+    for step in _steps(path):
+        value = value[step]
+    return value
+
+
+def _reserialise(
+    parsed: Mapping[str, Any], blocks: list[Block], rewrites: Mapping[int, Any]
+) -> bytes:
+    document: Any = dict(parsed)
+    for index, new in rewrites.items():
+        steps = _steps(blocks[index].path)
+        if isinstance(_lookup(parsed, blocks[index].path), str) and isinstance(new, dict):
+            new = new.get("text", "")
+        document = _replace(document, tuple(steps), new)
+    return orjson.dumps(document)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -63,3 +66,11 @@ def test_usage_survives_kill_9(gateway_process: GatewayProcess) -> None:
         time.sleep(0.2)
     missing = wanted - recorded
     assert not missing, f"{len(missing)} of {len(wanted)} acknowledged requests lost"
+    # The audit trail is spooled with the usage record: every acknowledged exchange,
+    # prompt and answer, is there too.
+    database = Path(gateway_process.env["GATEHOUSE_DATA_DIR"]) / "gatehouse.db"
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        rows = conn.execute("SELECT session_id, response FROM audit_records").fetchall()
+    audited = {session for session, response in rows if response != "[]"}
+    lost = wanted - audited
+    assert not lost, f"{len(lost)} of {len(wanted)} acknowledged requests missing from the audit"

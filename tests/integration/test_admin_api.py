@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from gatehouse.audit.capture import AuditCapture
+from gatehouse.audit.store import write_audit
 from gatehouse.identity.principal import Principal
 from gatehouse.identity.roles import ROLES
 from gatehouse.ledger import budgeting
@@ -13,7 +15,7 @@ from gatehouse.ledger.usage import UsageRecord
 from gatehouse.policy import service
 from gatehouse.store.policy import PolicyStore
 from gatehouse.store.repo_requests import RepoRequest, RepoRequestStore
-from gatehouse.store.schema import repo_requests
+from gatehouse.store.schema import audit_holds, repo_requests
 from tests.conftest import Gateway
 
 ALL = frozenset(ROLES)
@@ -80,6 +82,17 @@ MATRIX: dict[tuple[str, str], tuple[frozenset[str], dict[str, Any]]] = {
         SECURITY,
         {"json": {"model": "claude-next-*", "reason": "withdrawn"}},
     ),
+    # Audit content is security's; integrity and holds reveal none, so platform admins see them.
+    ("GET", "/v1/audit/search"): (SECURITY, {"params": {"q": "matrix", "since": "7d"}}),
+    ("GET", "/v1/audit/sessions/{session}/transcript"): (SECURITY, {"params": {"format": "md"}}),
+    ("GET", "/v1/audit/investigate/{subject}"): (SECURITY, {}),
+    ("GET", "/v1/audit/verify"): (VETO_READERS, {}),
+    ("GET", "/v1/audit/holds"): (VETO_READERS, {}),
+    ("POST", "/v1/audit/holds"): (
+        SECURITY,
+        {"json": {"scope": "repository", "value": REPO, "reason": "matter 7"}},
+    ),
+    ("DELETE", "/v1/audit/holds/{hold_id}"): (SECURITY, {"params": {"reason": "closed"}}),
 }
 # Routes whose refusals come from the policy service (who owns the repository), not
 # from the route's roles: their message names the caller but not the route.
@@ -88,6 +101,9 @@ DECIDED_BY_OWNER = {
     ("POST", "/v1/repos/requests/{target}/deny"),
 }
 MATRIX_REQUEST_ID = "matrixrequest01"
+MATRIX_SESSION = "matrix-session"
+MATRIX_AUDITED = "gh_matrix_0001"
+MATRIX_HOLD_ID = "matrixhold01"
 
 
 def _concrete(path: str) -> str:
@@ -99,6 +115,9 @@ def _concrete(path: str) -> str:
         .replace("{name}", "payments")
         .replace("{target}", REPO)
         .replace("{request_id}", MATRIX_REQUEST_ID)
+        .replace("{session}", MATRIX_SESSION)
+        .replace("{subject}", MATRIX_AUDITED)
+        .replace("{hold_id}", MATRIX_HOLD_ID)
     )
 
 
@@ -122,6 +141,24 @@ async def _prepare(gateway: Gateway, method: str, path: str, role: str) -> None:
         await service.throw_killswitch(
             PolicyStore(gateway.db), Principal("sec@example.com", roles=("security",)),
             scope="global", reason="drill",
+        )  # fmt: skip
+    elif path.startswith(("/v1/audit/sessions", "/v1/audit/investigate")):
+        entry = AuditCapture().entry(
+            request_id=MATRIX_AUDITED,
+            ts=1_795_000_000.0,
+            parsed={"messages": [{"role": "user", "content": "matrix check"}]},
+            developer="dev@example.com",
+            session_id=MATRIX_SESSION,
+        )
+        await write_audit(gateway.db, [entry])  # idempotent
+    elif path == "/v1/audit/holds/{hold_id}":
+        await gateway.db.execute(audit_holds.delete(), "clear holds")
+        await gateway.db.execute(
+            audit_holds.insert().values(
+                id=MATRIX_HOLD_ID, scope="repository", value=REPO, reason="matter 7",
+                created_by="sec@example.com", created_ts=1_795_000_000.0,
+            ),
+            "place a hold",
         )  # fmt: skip
     elif path == "/v1/models/revoke":
         await service.approve_model(

@@ -33,6 +33,9 @@ LIGHT_CLI = (
     "httpx",
 )
 
+AUDIT_EDGE = ("gatehouse.proxy", "gatehouse.providers", "gatehouse.app", "gatehouse.cli")
+PURE_AUDIT = (*AUDIT_EDGE, "gatehouse.store", "sqlalchemy", "aiohttp", "redis")
+
 # module prefix → what it may not import
 FORBIDDEN = {
     "gatehouse.errors": ("gatehouse.",),
@@ -86,6 +89,28 @@ FORBIDDEN = {
     "gatehouse.web": ("gatehouse.proxy", "gatehouse.providers", "gatehouse.app", "gatehouse.cli"),
     "gatehouse.ledger.rollups": PURE_LEDGER,
     "gatehouse.ledger.exports": PURE_LEDGER,
+    # Audit: capture and record hashing are pure (the proxy calls capture on every
+    # request); `append` runs inside the store's own transactions, so never imports
+    # the Database; nothing in audit reaches into the data plane or the app.
+    "gatehouse.audit.capture": PURE_AUDIT,
+    "gatehouse.audit.records": PURE_AUDIT,
+    "gatehouse.audit.crypto": PURE_AUDIT,
+    "gatehouse.audit.append": ("gatehouse.store.db", *AUDIT_EDGE),
+    "gatehouse.audit": AUDIT_EDGE,
+    # Blocks and their addresses are shared by the guardrails and the audit trail.
+    "gatehouse.content": ("gatehouse.",),
+    # Screening runs on the hot path: pure, over compiled rules.
+    "gatehouse.guardrails": (
+        "gatehouse.store",
+        "gatehouse.proxy",
+        "gatehouse.providers",
+        "gatehouse.audit",
+        "gatehouse.app",
+        "gatehouse.cli",
+        "redis",
+        "sqlalchemy",
+        "aiohttp",
+    ),
     # The admin API reads through services; it never reaches into the data plane.
     "gatehouse.admin": ("gatehouse.proxy", "gatehouse.providers", "gatehouse.app", "gatehouse.cli"),
 }

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gatehouse.admin.audit import audit_routes
 from gatehouse.admin.auth import Allow, Caller
 from gatehouse.admin.backend import Backend
 from gatehouse.admin.budgets import budget_routes
@@ -63,6 +64,7 @@ def create_admin_app(backend: Backend) -> FastAPI:
     api.include_router(budget_routes(backend))
     api.include_router(repo_routes(backend))
     api.include_router(policy_routes(backend))
+    api.include_router(audit_routes(backend))
     return api
 
 

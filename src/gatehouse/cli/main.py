@@ -21,10 +21,10 @@ import uvloop
 from rich.table import Table
 
 from gatehouse.app import Services, create_app
-from gatehouse.cli import budget, chargeback, repos, setup
+from gatehouse.cli import audit, budget, chargeback, guard, repos, setup
 from gatehouse.cli import login as sso
 from gatehouse.cli import policy as policy_cli
-from gatehouse.cli.common import database, err, fail, out, refusals, run
+from gatehouse.cli.common import database, err, fail, os_user, out, refusals, run
 from gatehouse.cli.processes import simulator, uvicorn_config
 from gatehouse.errors import GatewayError, InvalidRequest
 from gatehouse.identity.directory import Directory
@@ -57,6 +57,8 @@ app.add_typer(policy_cli.policy_app, name="policy")
 app.add_typer(policy_cli.killswitch_app, name="killswitch")
 app.add_typer(policy_cli.models_app, name="models")
 app.add_typer(repos.app, name="repos")
+app.add_typer(guard.app, name="guard")
+app.add_typer(audit.app, name="audit")
 app.command("prices")(chargeback.prices)
 app.command("login")(sso.login)
 app.command("logout")(sso.logout)
@@ -233,7 +235,7 @@ async def _demo_key(settings: Settings) -> str:
                 if key.digest == wanted and key.revoked_at is None:
                     return existing
         new = mint_key(secret, email="demo@example.com", team="demo")
-        await db.insert_key(new.record)
+        await db.insert_key(new.record, actor=os_user(), reason="gatehouse demo")
     path.write_text(new.secret + "\n")
     path.chmod(0o600)
     return new.secret
@@ -297,7 +299,7 @@ def keys_create(
                 expires_in=expires_in,
                 service=service,
             )
-            await db.insert_key(new.record)
+            await db.insert_key(new.record, actor=os_user(), reason="gatehouse keys create")
         await announce_key_change(settings.redis_url, new.record.id)
         return new
 
@@ -366,7 +368,9 @@ def keys_revoke(
 
     async def revoke() -> bool:
         async with database(settings) as db:
-            revoked = await db.revoke_key(key_id, time.time())
+            revoked = await db.revoke_key(
+                key_id, time.time(), actor=os_user(), reason="gatehouse keys revoke"
+            )
         if revoked:
             await announce_key_change(settings.redis_url, key_id)
         return revoked

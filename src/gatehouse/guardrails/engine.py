@@ -19,7 +19,9 @@ two stages did.  Offsets are characters of the text.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,8 +63,14 @@ class Scanner:
         self.ruleset = ruleset
         self._rules = [_compile(rule, ruleset.allow) for rule in ruleset.rules]
         self._always: list[int] = []  # rules the prefilter cannot express: always candidates
+        by_keyword: dict[str, list[int]] = {}
+        for index, rule in enumerate(ruleset.rules):
+            for keyword in rule.keywords:
+                by_keyword.setdefault(keyword, []).append(index)
+        self._keywords = list(by_keyword)
+        self._keyword_rules = [tuple(by_keyword[k]) for k in self._keywords]
         self._database = self._prefilter() if hyperscan is not None else None
-        self._keywords = _automaton(ruleset.rules)
+        self._automaton = _automaton(by_keyword) if self._database is None else None
 
     @property
     def prefiltered(self) -> bool:
@@ -72,75 +80,101 @@ class Scanner:
         """Every finding in ``text`` of the rules that read blocks of ``origin``."""
         if not text:
             return []
-        candidates = self._candidates(text)
-        if not candidates:
-            return []
-        keywords: set[int] | None = None
+        candidates, present = self._candidates(text)
         hits: list[Hit] = []
         for index in sorted(candidates):
             compiled = self._rules[index]
             rule = compiled.rule
-            if origin not in rule.where:
+            if origin not in rule.where or (rule.keywords and index not in present):
                 continue
-            if rule.keywords:
-                if keywords is None:
-                    keywords = self._present(text)
-                if index not in keywords:
-                    continue
             hits.extend(_confirm(compiled, text))
         return hits
 
-    def _candidates(self, text: str) -> set[int]:
+    def _candidates(self, text: str) -> tuple[set[int], set[int]]:
+        """(rules that may match, rules one of whose keywords appears)."""
+        present: set[int] = set()
         if self._database is None:
-            return set(range(len(self._rules)))
+            if self._automaton is not None:
+                for _, keyword in self._automaton.iter(text.lower()):
+                    present.update(self._keyword_rules[keyword])
+            return set(range(len(self._rules))), present
         found: set[int] = set(self._always)
+        count = len(self._rules)
+        keyword_rules = self._keyword_rules
 
-        def on_match(rule_id: int, start: int, end: int, flags: int, context: Any) -> None:
-            found.add(rule_id)
+        def on_match(match_id: int, start: int, end: int, flags: int, context: Any) -> None:
+            if match_id < count:
+                found.add(match_id)
+            else:
+                present.update(keyword_rules[match_id - count])
 
         self._database.scan(text.encode("utf-8", "surrogatepass"), match_event_handler=on_match)
-        return found
-
-    def _present(self, text: str) -> set[int]:
-        """The rules one of whose keywords appears in ``text``."""
-        present: set[int] = set()
-        if self._keywords is None:
-            return present
-        for _, rule_indexes in self._keywords.iter(text.lower()):
-            present.update(rule_indexes)
-        return present
+        return found, present
 
     def _prefilter(self) -> Any:
-        expressions: list[bytes] = []
-        ids: list[int] = []
-        flags: list[int] = []
-        base = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_SINGLEMATCH
-        base |= hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_ALLOWEMPTY
+        """One database: each rule's pattern (prefilter mode), then each keyword (a literal)."""
+        flags = [_flags(c.rule) for c in self._rules]
+        try:
+            return self._database_of(list(range(len(flags))), flags)
+        except hyperscan.error:
+            pass
+        # Some pattern is beyond Hyperscan: find which, confirm those without the prefilter.
         for index, compiled in enumerate(self._rules):
-            rule = compiled.rule
-            flag = base | (hyperscan.HS_FLAG_CASELESS if rule.ignore_case else 0)
-            if not _compiles(rule.pattern, flag):
-                log.info("guardrail rule %s is confirmed without the prefilter", rule.id)
+            try:
+                _database([compiled.rule.pattern], [0], [flags[index]])
+            except hyperscan.error:
+                log.info("guardrail rule %s is confirmed without the prefilter", compiled.rule.id)
                 self._always.append(index)
-                continue
-            expressions.append(rule.pattern.encode())
-            ids.append(index)
-            flags.append(flag)
-        if not expressions:
-            return None
-        database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        database.compile(expressions=expressions, ids=ids, elements=len(ids), flags=flags)
-        return database
+        ids = [i for i in range(len(flags)) if i not in self._always]
+        return self._database_of(ids, flags)
 
-
-def _compiles(pattern: str, flag: int) -> bool:
-    try:
-        hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK).compile(
-            expressions=[pattern.encode()], ids=[0], elements=1, flags=[flag]
+    def _database_of(self, ids: list[int], flags: list[int]) -> Any:
+        count = len(self._rules)
+        literal = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SINGLEMATCH
+        literal |= hyperscan.HS_FLAG_UTF8
+        return _database(
+            [self._rules[i].rule.pattern for i in ids] + [re.escape(k) for k in self._keywords],
+            ids + [count + k for k in range(len(self._keywords))],
+            [flags[i] for i in ids] + [literal] * len(self._keywords),
         )
-    except hyperscan.error:
-        return False
-    return True
+
+
+def _flags(rule: Rule) -> int:
+    flag: int = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_SINGLEMATCH
+    flag |= hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_ALLOWEMPTY
+    return flag | (hyperscan.HS_FLAG_CASELESS if rule.ignore_case else 0)
+
+
+def _database(patterns: list[str], ids: list[int], flags: list[int]) -> Any:
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    database.compile(
+        expressions=[loosen(p).encode() for p in patterns],
+        ids=ids,
+        elements=len(ids),
+        flags=flags,
+    )
+    return database
+
+
+_BOUNDED = re.compile(r"(?<!\\)\{(\d+),(\d+)\}")
+
+
+def loosen(pattern: str) -> str:
+    """``pattern`` with wide bounded repeats made open (``{0,300}`` → ``{0,}``).
+
+    Hyperscan's compile time explodes on wide bounded repeats of character
+    classes in UTF-8 mode; an open repeat matches a superset, which is all a
+    prefilter needs (RE2 still confirms the exact pattern).
+    """
+    return _BOUNDED.sub(
+        lambda m: m.group(0) if int(m.group(2)) <= 16 else f"{{{m.group(1)},}}", pattern
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def compiled_scanner(ruleset: RuleSet) -> Scanner:
+    """One compiled `Scanner` per rule set in this process (compiling takes a while)."""
+    return Scanner(ruleset)
 
 
 def _compile(rule: Rule, allow: Sequence[str]) -> _Compiled:
@@ -150,16 +184,13 @@ def _compile(rule: Rule, allow: Sequence[str]) -> _Compiled:
     return _Compiled(rule, re2.compile(rule.pattern, options), tuple(patterns))
 
 
-def _automaton(rules: Sequence[Rule]) -> Any:
-    by_keyword: dict[str, list[int]] = {}
-    for index, rule in enumerate(rules):
-        for keyword in rule.keywords:
-            by_keyword.setdefault(keyword, []).append(index)
+def _automaton(by_keyword: dict[str, list[int]]) -> Any:
+    """Keyword → its index, for the fallback without Hyperscan."""
     if not by_keyword:
         return None
     automaton = ahocorasick.Automaton()
-    for keyword, indexes in by_keyword.items():
-        automaton.add_word(keyword, tuple(indexes))
+    for index, keyword in enumerate(by_keyword):
+        automaton.add_word(keyword, index)
     automaton.make_automaton()
     return automaton
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ class Rule:
     allow: tuple[str, ...] = ()
     stopwords: tuple[str, ...] = ()  # lower-case
     where: frozenset[str] = frozenset(ORIGINS)
-    source: str = "built-in"  # the file (and line) it came from
+    source: str = field(default="built-in", compare=False)  # the file (and line) it came from
 
     @property
     def placeholder(self) -> str:

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from gatehouse.audit.crypto import Keyring
+from gatehouse.audit.store import write_audit
 from gatehouse.events import Event
 from gatehouse.ledger.usage import UsageRecord
 from gatehouse.store.db import Database
@@ -22,6 +24,7 @@ from gatehouse.store.spool import Spool
 
 USAGE = "usage"
 EVENT = "event"
+AUDIT = "audit"
 
 log = logging.getLogger("gatehouse.ledger")
 
@@ -40,6 +43,10 @@ class Recorder:
         # Nested: an event has a ``kind`` of its own.
         await self._spool.append({"kind": EVENT, "event": event.to_dict()})
 
+    async def audit(self, entry: dict[str, Any]) -> None:
+        """Make an audit entry (`gatehouse.audit.capture.AuditCapture.entry`) durable."""
+        await self._spool.append(entry)
+
 
 class DatabaseSink:
     """Delivers spooled records to the database; safe to call twice with the same batch.
@@ -49,9 +56,16 @@ class DatabaseSink:
     the spool keeps moving and nothing is lost.
     """
 
-    def __init__(self, db: Database, unknown_kinds: Path | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        unknown_kinds: Path | None = None,
+        *,
+        audit_keyring: Keyring | None = None,
+    ) -> None:
         self._db = db
         self._unknown_kinds = unknown_kinds
+        self._audit_keyring = audit_keyring
 
     async def __call__(self, batch: list[dict[str, Any]]) -> None:
         by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -63,6 +77,9 @@ class DatabaseSink:
         events = by_kind.pop(EVENT, [])
         if events:
             await self._db.insert_events([Event.from_dict(e["event"]) for e in events])
+        audit = by_kind.pop(AUDIT, [])
+        if audit:
+            await write_audit(self._db, audit, keyring=self._audit_keyring)
         for kind, entries in by_kind.items():
             log.error(
                 "%d spooled records of unknown kind %r set aside in %s",

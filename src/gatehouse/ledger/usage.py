@@ -52,6 +52,9 @@ class UsageRecord:
     # Set by the meter before the record is spooled; None when the model has no price.
     cost_micros: int | None = None
     cost_centre: str = ""
+    # The guardrails' verdict: clean | flagged | redacted | blocked | error; "" unscreened.
+    guard: str = ""
+    guard_findings: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

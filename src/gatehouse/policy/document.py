@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from gatehouse.policy.globs import glob_regex
+from gatehouse.policy.guardactions import GuardActions, parse_guard_actions
 from gatehouse.policy.repos import looks_like_repository, normalize_repository, repository_key
 from gatehouse.policy.yamlcheck import Checked, from_plain, from_yaml
 from gatehouse.policy.yamlcheck import PolicyError as PolicyError  # raised by this module
@@ -113,6 +114,7 @@ class Policy:
     killswitches: tuple[KillSwitch, ...] = ()
     unattributed: str = "deny"
     contact: str = ""  # who developers should contact about a refusal (security's address)
+    guardrails: GuardActions = GuardActions()  # what each detector's findings do
 
     def owner_of(self, repository: str) -> str | None:
         """The IdP group owning ``repository``'s classification: the longest matching prefix."""
@@ -163,6 +165,7 @@ class Policy:
                 "proposed": [dataclasses.asdict(p) for p in self.models.proposed],
             },
             "killswitches": [dataclasses.asdict(k) for k in self.killswitches],
+            "guardrails": self.guardrails.to_dict(),
         }
 
     @classmethod
@@ -230,6 +233,8 @@ def dump_yaml(policy: Policy) -> str:
         switch["at"] = iso(switch["at"])
         if switch["on_behalf_of"] is None:
             del switch["on_behalf_of"]
+    if not any(data["guardrails"].values()):
+        del data["guardrails"]
     header = (
         "# Gatehouse policy: `gatehouse policy diff FILE` to review, "
         "`gatehouse policy apply FILE` to apply.\n"
@@ -273,6 +278,7 @@ _TOP = (
     "repositories",
     "models",
     "killswitches",
+    "guardrails",
 )
 
 
@@ -335,6 +341,7 @@ def _build(root: Checked) -> Policy:
             "unattributed", choices=UNATTRIBUTED
         ),
         contact=(get("contact") or none).text("contact"),
+        guardrails=parse_guard_actions(get("guardrails") or none),
     )
 
 
@@ -457,6 +464,9 @@ def diff(a: Policy, b: Policy) -> list[str]:
     for scope in old_switches:
         if scope not in new_switches:
             lines.append(f"- kill switch {scope}")
+    old_guard, new_guard = a.guardrails.describe(), b.guardrails.describe()
+    lines += [f"- {line}" for line in old_guard if line not in new_guard]
+    lines += [f"+ {line}" for line in new_guard if line not in old_guard]
     return lines
 
 

@@ -21,21 +21,21 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from gatehouse.errors import GatewayError, InvalidRequest, PermissionDenied, Unavailable
+from gatehouse.audit.capture import AuditCapture, ResponseAssembler
+from gatehouse.content import Block
+from gatehouse.errors import GatewayError, InvalidRequest, Unavailable
 from gatehouse.events import Event
+from gatehouse.guardrails.screen import Finding, Screener
 from gatehouse.identity.authenticator import Authenticator
 from gatehouse.identity.keys import KeyStore
-from gatehouse.identity.principal import Principal
 from gatehouse.ledger.guard import BudgetGuard
 from gatehouse.ledger.meter import Meter
 from gatehouse.ledger.recorder import Recorder
 from gatehouse.ledger.usage import UsageRecord
-from gatehouse.policy.decide import Allow, Deny, RequestFacts, decide
-from gatehouse.policy.document import RepoRule
 from gatehouse.policy.enforcement import PolicyService
+from gatehouse.policy.guardactions import DEFAULT_ACTIONS
 from gatehouse.policy.models import ModelPolicy, models_in
 from gatehouse.policy.pathmatch import PathRulesCache
-from gatehouse.policy.paths import apply_path_rules, blocked_message, path_events
 from gatehouse.policy.ratelimit import RateLimiter
 from gatehouse.policy.repo_claims import (
     RepositoryIdentity,
@@ -43,7 +43,6 @@ from gatehouse.policy.repo_claims import (
     identify,
     mismatch_event,
 )
-from gatehouse.policy.repos import repository_key
 from gatehouse.providers.anthropic import (
     HOP_BY_HOP,
     AnthropicUpstream,
@@ -51,6 +50,7 @@ from gatehouse.providers.anthropic import (
     forwardable,
 )
 from gatehouse.proxy import vertex
+from gatehouse.proxy.admission import Admission
 from gatehouse.proxy.asgi import (
     ClientGone,
     ResponseAborted,
@@ -60,6 +60,7 @@ from gatehouse.proxy.asgi import (
 )
 from gatehouse.proxy.attribution import attribute, parse_user_agent
 from gatehouse.proxy.sse import UsageTee, apply_json_response
+from gatehouse.proxy.trail import Trail
 
 log = logging.getLogger("gatehouse.proxy")
 
@@ -95,6 +96,9 @@ class Proxy:
         budgets: BudgetGuard | None = None,
         authenticator: Authenticator | None = None,
         policy: PolicyService | None = None,
+        screener: Screener | None = None,
+        guard_fail: str = "open",
+        audit: AuditCapture | None = None,
     ) -> None:
         self.keys = keys
         # Keys and access tokens; a bare KeyStore when no tokens are configured.
@@ -107,6 +111,9 @@ class Proxy:
         self.limiter = limiter
         self.budgets = budgets
         self.policy = policy
+        self.screener = screener
+        self.guard_fail = guard_fail
+        self.audit = audit
         # Which repository each session resolved (per process) and compiled path rules.
         self.sessions = SessionRepositories()
         self.path_rules = PathRulesCache()
@@ -117,7 +124,7 @@ class Proxy:
         await Exchange(self, kind, scope, receive, send).run()
 
 
-class Exchange:
+class Exchange(Admission, Trail):
     def __init__(self, proxy: Proxy, kind: Kind, scope: Scope, receive: Receive, send: Send):
         self.proxy = proxy
         self.kind = kind
@@ -132,9 +139,17 @@ class Exchange:
         self.response_started = False
         self.recorded = False
         self.disconnected = False
-        self.rule: RepoRule | None = None  # the repository's approval: its path rules apply
+        self.rule = None  # the repository's approval: its path rules apply
         self.identity = RepositoryIdentity()
         self.events: list[Event] = []  # written with the usage record
+        self.blocks: list[Block] = []
+        self.findings: list[Finding] = []
+        self.actions = DEFAULT_ACTIONS
+        self.decision = ""
+        self.headers: dict[str, str] = {}
+        self.parsed: dict[str, Any] | None = None  # a Messages request: kept by the audit trail
+        watching = proxy.screener is not None or proxy.audit is not None
+        self.assembler = ResponseAssembler() if watching else None
 
     async def run(self) -> None:
         try:
@@ -157,13 +172,15 @@ class Exchange:
             self._client_gone()
             return
         except GatewayError as exc:
+            # Refused before it was screened: nothing left, so coverage does not count it.
+            self.record.guard = self.record.guard or "refused"
             await self._refuse(exc)
             return
         await self._race(body)
 
     async def _admit(self) -> bytes:
         """Authenticate and read the request; everything decided before going upstream."""
-        headers = header_map(self.scope["headers"])
+        self.headers = headers = header_map(self.scope["headers"])
         record = self.record
         # What the headers say comes first, so even a refused request joins its session.
         record.session_id = headers.get("x-claude-code-session-id", "")
@@ -193,6 +210,7 @@ class Exchange:
             body, parsed, self.target = call.body, call.parsed, call.target
         else:
             parsed = parse_messages_body(body)
+        self.parsed = parsed
         who = attribute(headers, parsed)
         record.session_id = who.session_id
         record.client = who.client
@@ -214,8 +232,8 @@ class Exchange:
         if self.target.startswith("/v1/messages/count_tokens"):
             # Counting tokens costs nothing: only an incident stop applies.
             await self._decide(principal, (), check_repository=False)
-            # The conversation goes upstream to be counted: the same path rules apply.
-            return self._apply_path_rules(body, parsed)
+            # The conversation goes upstream to be counted: the same rules apply.
+            return self._filter(body, parsed)
         self.rule = await self._decide(principal, (record.model_requested,))
         if own.is_remote and own.repository != identity.repository:
             # The session keeps its first repository, but content from another one must
@@ -225,101 +243,14 @@ class Exchange:
             self.proxy.budgets.check(record.developer, record.team, record.repository, time.time())
         if self.proxy.limiter is not None:
             await self.proxy.limiter.check(principal.email)
-        return self._apply_path_rules(body, parsed)
+        return self._filter(body, parsed)
 
-    def _apply_path_rules(self, body: bytes, parsed: dict[str, Any]) -> bytes:
-        """The repository's path rules over the tool results: the bytes to forward.
-
-        Redacted results are spliced into the original bytes; a ``block`` rule
-        refuses the request.  What was done becomes ``path_rule_applied`` events,
-        written with the usage record (off the path to the upstream).
-        """
-        rule, record = self.rule, self.record
-        if rule is None and self.proxy.policy is not None and self.identity.is_remote:
-            # count_tokens is not decided on the allow-list, but it carries the context.
-            rule = self.proxy.policy.snapshot.repositories.get(repository_key(record.repository))
-        if rule is None or not rule.paths:
-            return body
-        outcome = apply_path_rules(
-            body, parsed, self.proxy.path_rules.get(rule.paths), root=self.identity.root
-        )
-        self.events.extend(
-            path_events(
-                outcome,
-                developer=record.developer,
-                team=record.team,
-                repository=record.repository,
-                session_id=record.session_id,
-            )
-        )
-        if outcome.blocked is not None:
-            raise PermissionDenied(blocked_message(outcome.blocked, record.repository))
-        return outcome.body
-
-    async def _decide(
-        self,
-        principal: Principal,
-        models: tuple[str, ...],
-        *,
-        check_repository: bool = True,
-        repository: str | None = None,
-        source: str = "",
-    ) -> RepoRule | None:
-        """Ask the policy (kill switch, vendor veto, allow-list); raise its refusal.
-
-        Returns the repository's approval, whose path rules apply to the request.
-        """
-        policy = self.proxy.policy
-        if policy is None:  # no policy service: the bootstrap model list alone
-            for model in models:
-                self.proxy.models.check(model)
-            return None
-        record = self.record
-        facts = RequestFacts(
-            developer=record.developer,
-            team=record.team,
-            repository=record.repository if repository is None else repository,
-            repository_source=record.repository_source if repository is None else source,
-            models=models,
-            session_id=record.session_id,
-            check_repository=check_repository,
-        )
-        decision = decide(principal, facts, policy.snapshot)
-        if isinstance(decision, Allow):
-            return decision.rule
-        if isinstance(decision, Deny):
-            raise decision.error
-        await self._observed(decision.would_deny)
-        return decision.rule
-
-    async def _observed(self, denial: Deny) -> None:
-        """Observe mode: say once per session and reason what enforce would have refused."""
-        record = self.record
-        seen = (record.session_id or record.developer, record.repository, denial.reason)
-        if seen in self.proxy.observed:
-            return
-        if len(self.proxy.observed) > 100_000:
-            self.proxy.observed.clear()
-        self.proxy.observed.add(seen)
-        event = Event(
-            kind="policy_would_deny",
-            subject=f"would deny {record.developer}: {denial.reason} {record.repository}".strip(),
-            severity="warning",
-            developer=record.developer,
-            team=record.team,
-            repository=record.repository,
-            session_id=record.session_id,
-            detail={
-                "reason": denial.reason,
-                "message": denial.error.message,
-                "repository_source": record.repository_source,
-                "request_id": self.request_id,
-            },
-        )
-        try:
-            await self.proxy.recorder.event(event)
-        except GatewayError as exc:  # observing must never refuse a request
-            log.warning("cannot record a policy_would_deny event: %s", exc.message)
+    def _filter(self, body: bytes, parsed: dict[str, Any]) -> bytes:
+        """Path rules, then the guardrails: the bytes that go upstream."""
+        filtered = self._apply_path_rules(body, parsed)
+        if filtered is not body:
+            parsed = parse_object(filtered)  # the guardrails read what is forwarded
+        return self._screen(filtered, parsed)
 
     async def _race(self, body: bytes) -> None:
         """Run the upstream exchange against the client's disconnect."""
@@ -373,6 +304,8 @@ class Exchange:
         if content_type.startswith("application/json"):
             payload = await response.read()
             apply_json_response(record, payload)
+            if self.assembler is not None:
+                self.assembler.feed_json(payload)
             self._first_byte()
             await self._record()
             await self._start(response.status, headers)
@@ -384,6 +317,8 @@ class Exchange:
             async for chunk in response.chunks():
                 if record.ttfb_ms is None:
                     self._first_byte()
+                if self.assembler is not None and tee is not None:
+                    self.assembler.feed(chunk)
                 if tee is not None and tee.feed(chunk) and not self.recorded:
                     await self._record()
                 await self._body(chunk, more=True)
@@ -438,12 +373,18 @@ class Exchange:
         if self.proxy.budgets is not None:
             # Spent upstream whether or not the record can be kept: charge it first.
             self.proxy.budgets.charge(self.record)
+        response = self._screen_response()
+        recorder = self.proxy.recorder
+        writes = [recorder.record(self.record)]
+        writes += [recorder.event(e) for e in (unpriced, *self.events) if e is not None]
+        audit = self._audit_entry(response)
+        if audit is not None:
+            writes.append(recorder.audit(audit))
         try:
-            await asyncio.shield(self.proxy.recorder.record(self.record))
-            if unpriced is not None:
-                await asyncio.shield(self.proxy.recorder.event(unpriced))
-            for event in self.events:
-                await asyncio.shield(self.proxy.recorder.event(event))
+            # Appended together, so one fsync makes them all durable.
+            await asyncio.shield(asyncio.gather(*writes))
+            if audit is not None and self.proxy.audit is not None:
+                self.proxy.audit.spooled(audit)
         except GatewayError as exc:
             # Fail closed: an answer whose usage cannot be kept is not released.
             log.error("cannot record usage of request %s: %s", self.request_id, exc.message)

@@ -19,6 +19,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from gatehouse.audit.append import record_admin_events, write_admin_rows
+from gatehouse.audit.records import admin_row
 from gatehouse.events import Event
 from gatehouse.identity.principal import ApiKey
 from gatehouse.ledger.usage import UsageRecord
@@ -130,12 +132,36 @@ class Database:
 
     # -- keys ---------------------------------------------------------------
 
-    async def insert_key(self, key: ApiKey) -> None:
-        """Store a new key; :class:`StoreConflict` if its id or digest exists."""
+    async def insert_key(self, key: ApiKey, *, actor: str = "", reason: str = "") -> None:
+        """Store a new key; :class:`StoreConflict` if its id or digest exists.
+
+        ``actor`` (who created it) and ``reason`` go to the administrative audit record.
+        """
+        detail = {
+            "key_id": key.id,
+            "team": key.team,
+            "roles": list(key.roles),
+            "service": key.service,
+            "expires_at": key.expires_at,
+        }
         with self._errors("store the key", conflict=True):
             async with self._engine.begin() as conn:
                 await conn.execute(api_keys.insert().values(key_to_row(key)))
                 await _bump_revision(conn, KEYS_REVISION)
+                await write_admin_rows(
+                    conn,
+                    [
+                        admin_row(
+                            "key_created",
+                            actor=actor,
+                            reason=reason,
+                            detail=detail,
+                            developer=key.email,
+                            team=key.team,
+                            ts=key.created_at,
+                        )
+                    ],
+                )
 
     async def list_keys(self) -> list[ApiKey]:
         """Every key, revoked and expired ones included, oldest first."""
@@ -145,7 +171,9 @@ class Database:
                 rows = (await conn.execute(query)).mappings().all()
         return [row_to_key(row) for row in rows]
 
-    async def revoke_key(self, key_id: str, at: float) -> bool:
+    async def revoke_key(
+        self, key_id: str, at: float, *, actor: str = "", reason: str = ""
+    ) -> bool:
         """Mark a key revoked at ``at``; ``False`` if it is unknown or already revoked."""
         query = (
             api_keys.update()
@@ -157,6 +185,18 @@ class Database:
                 if (await conn.execute(query)).rowcount != 1:
                     return False
                 await _bump_revision(conn, KEYS_REVISION)
+                owner = sa.select(api_keys.c.email, api_keys.c.team).where(api_keys.c.id == key_id)
+                email, team = (await conn.execute(owner)).one()
+                revoked = admin_row(
+                    "key_revoked",
+                    actor=actor,
+                    reason=reason,
+                    detail={"key_id": key_id},
+                    developer=email,
+                    team=team,
+                    ts=at,
+                )
+                await write_admin_rows(conn, [revoked])
         return True
 
     async def keys_revision(self) -> int:
@@ -219,6 +259,8 @@ class Database:
                 fresh = [row for row in rows if row["id"] not in seen]
                 if fresh:
                     await conn.execute(events.insert(), fresh)
+                    # Administrative ones are also kept, chained, in the audit store.
+                    await record_admin_events(conn, [e for e in batch if e.id not in seen])
 
     async def query_events(
         self, *, kind: str | None = None, since: float | None = None, limit: int = 1000

@@ -20,6 +20,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gatehouse.audit.append import record_admin_events
 from gatehouse.events import Event
 from gatehouse.identity.directory import Directory
 from gatehouse.store.db import Database
@@ -365,6 +366,7 @@ async def _event(
     if ts is not None:
         event.ts = ts
     await conn.execute(events.insert().values(event_to_row(event)))
+    await record_admin_events(conn, [event])
 
 
 async def _set_members(conn: AsyncConnection, group_id: str, members: Sequence[str]) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import orjson
 import sqlalchemy as sa
 
+from gatehouse.audit.append import record_admin_events
 from gatehouse.events import Event
 from gatehouse.policy.document import Policy, diff
 from gatehouse.store import channels
@@ -150,6 +151,7 @@ class PolicyStore:
                     ts=now,
                 )
                 await conn.execute(events.insert().values(event_to_row(event)))
+                await record_admin_events(conn, [event])
         except _Unchanged:
             assert result is not None
             return result

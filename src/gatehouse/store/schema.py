@@ -82,6 +82,9 @@ usage_records = sa.Table(
     sa.Column("speed", sa.String, nullable=False, server_default=""),
     sa.Column("cost_centre", sa.String, nullable=False, server_default=""),
     sa.Column("cost_micros", sa.BigInteger, nullable=True),
+    # The guardrail verdict ("" when not screened: coverage is screened / total).
+    sa.Column("guard", sa.String(16), nullable=False, server_default=""),
+    sa.Column("guard_findings", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_usage_records_ts", "ts"),
     sa.Index("ix_usage_records_session_id", "session_id"),
     sa.Index("ix_usage_records_developer_ts", "developer", "ts"),
@@ -322,3 +325,135 @@ policy_versions = sa.Table(
     sa.Column("source", sa.String(16), nullable=False),  # api | cli | file
     sa.Column("created_at", sa.Double, nullable=False),
 )
+
+
+# The audit store (audit/): content-addressed blocks, one envelope per request or
+# administrative action, hash-chained per session.  The full contract, including
+# ``audit_text`` (an FTS5 table on SQLite, a tsvector table on PostgreSQL, so not
+# declared here), is in the docstring of ``gatehouse/audit/__init__.py``.
+AUDIT_TEXT = "audit_text"
+
+audit_blocks = sa.Table(
+    "audit_blocks",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),  # sha256 of the canonical bytes
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),  # plaintext length
+    sa.Column("content", sa.LargeBinary, nullable=False),  # canonical bytes or nonce||AES-GCM
+    sa.Column("key_id", sa.String(32), nullable=False, server_default=""),  # '' = plaintext
+    sa.Column("first_ts", sa.Double, nullable=False),
+)
+
+audit_records = sa.Table(
+    "audit_records",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # request | admin
+    sa.Column("ts", sa.Double, nullable=False),
+    sa.Column("session_id", sa.String(128), nullable=False),
+    sa.Column("chain", sa.String(200), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("developer", sa.String(320), nullable=False),
+    sa.Column("team", sa.String(200), nullable=False),
+    sa.Column("repository", sa.String(500), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("endpoint", sa.String(200), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error_type", sa.String(64), nullable=False),
+    sa.Column("usage_id", sa.String(32), nullable=False),
+    sa.Column("cost_micros", sa.BigInteger, nullable=True),
+    sa.Column("ttfb_ms", sa.Double, nullable=True),
+    sa.Column("duration_ms", sa.Double, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # JSON
+    sa.Column("headers", sa.Text, nullable=False),  # JSON
+    sa.Column("base_id", sa.String(40), nullable=True),
+    sa.Column("base_len", sa.Integer, nullable=False),
+    sa.Column("tail", sa.Text, nullable=False),  # JSON [[path, digest], ...]
+    sa.Column("response", sa.Text, nullable=False),  # JSON [[path, digest], ...]
+    sa.Column("guard", sa.String(16), nullable=False),
+    sa.Column("findings", sa.Text, nullable=False),  # JSON
+    sa.Column("decision", sa.String(32), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(320), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON
+    sa.Index("ix_audit_records_chain_seq", "chain", "seq", unique=True),
+    sa.Index("ix_audit_records_ts", "ts"),
+    sa.Index("ix_audit_records_session_id", "session_id"),
+    sa.Index("ix_audit_records_developer", "developer"),
+    sa.Index("ix_audit_records_repository", "repository"),
+    sa.Index("ix_audit_records_team", "team"),
+    sa.Index("ix_audit_records_guard", "guard"),
+)
+
+audit_block_sessions = sa.Table(
+    "audit_block_sessions",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("chain", sa.String(200), primary_key=True),
+    sa.Column("record_id", sa.String(40), nullable=False),
+    sa.Column("ts", sa.Double, nullable=False),
+    sa.Index("ix_audit_block_sessions_record_id", "record_id"),
+    sa.Index("ix_audit_block_sessions_chain", "chain"),
+    sqlite_with_rowid=False,  # the key holds record_id: a search reaches it in one lookup
+)
+
+audit_roots = sa.Table(
+    "audit_roots",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    sa.Column("root", sa.String(64), nullable=False),
+    sa.Column("chains", sa.Integer, nullable=False),
+    sa.Column("records", sa.Integer, nullable=False),
+    sa.Column("heads", sa.Text, nullable=False),  # JSON {chain: [seq, hash]} at the day's end
+    sa.Column("created_ts", sa.Double, nullable=False),
+)
+
+audit_holds = sa.Table(
+    "audit_holds",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("scope", sa.String(16), nullable=False),  # developer | session | repository
+    sa.Column("value", sa.String(500), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_by", sa.String(320), nullable=False),
+    sa.Column("created_ts", sa.Double, nullable=False),
+    sa.Column("released_by", sa.String(320), nullable=True),
+    sa.Column("released_ts", sa.Double, nullable=True),
+)
+
+audit_retention = sa.Table(
+    "audit_retention",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),  # team | repository
+    sa.Column("value", sa.String(500), primary_key=True),
+    sa.Column("days", sa.Integer, nullable=False),
+    sa.Column("set_by", sa.String(320), nullable=False),
+    sa.Column("set_ts", sa.Double, nullable=False),
+)
+
+audit_deletions = sa.Table(
+    "audit_deletions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("chain", sa.String(200), nullable=False),
+    sa.Column("through_seq", sa.Integer, nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+    sa.Column("records", sa.Integer, nullable=False),
+    sa.Column("blocks", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("ts", sa.Double, nullable=False),
+    sa.Index("ix_audit_deletions_chain", "chain"),
+)
+
+
+def compared(name: str | None, type_: str, _parents: Any) -> bool:
+    """Alembic ``include_name``: leave out the search index, which differs per dialect.
+
+    ``audit_text`` is an FTS5 virtual table (with its ``audit_text_*`` shadow
+    tables; its rowid derives from the block digest) on SQLite and a table with
+    a generated tsvector on PostgreSQL.
+    """
+    return not (type_ == "table" and name is not None and name.startswith(AUDIT_TEXT))
