@@ -65,6 +65,7 @@ class Services:
         self.settings = settings
         self._proxy: Proxy | None = None
         self.db: Database | None = None
+        self.keyring: Keyring | None = None  # decrypts audit blocks (audit_key_file)
         self.drainer: SpoolDrainer | None = None
         self.budgets: BudgetService | None = None
         self.identity: IdentityWatcher | None = None
@@ -123,6 +124,10 @@ class Services:
     def redis_url(self) -> str:
         return self.settings.redis_url
 
+    @property
+    def audit_keyring(self) -> Keyring | None:
+        return self.keyring
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         settings = self.settings
@@ -147,7 +152,7 @@ class Services:
             keyring = None
             if settings.audit_key_file:
                 try:
-                    keyring = Keyring.load(Path(settings.audit_key_file))
+                    keyring = self.keyring = Keyring.load(Path(settings.audit_key_file))
                 except AuditKeyError as exc:
                     raise SettingsError(f"setting 'audit_key_file': {exc.message}") from None
             drainer = SpoolDrainer(

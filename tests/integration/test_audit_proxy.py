@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from gatehouse.audit.crypto import plaintext
+from gatehouse.audit.crypto import new_key_line, plaintext
 from gatehouse.audit.transcript import rebuild, render
 from gatehouse.policy.document import Policy
 from gatehouse.policy.guardactions import GuardActions
+from gatehouse.settings import Settings
 from gatehouse.store.policy import PolicyStore
 from gatehouse.store.schema import audit_blocks, audit_records
-from tests.conftest import Gateway
+from tests.conftest import Gateway, running_gateway
 
 SESSION = "0d9b8c7a-6f5e-4d3c-9b2a-1f0e9d8c7b6a"
 AWS = "AKIA" + "Q3XZ7LPA2MHRTN6W"
@@ -92,3 +95,33 @@ async def test_the_audit_copy_never_holds_a_secret(gateway: Gateway) -> None:
     assert {r["action"] for r in records if r["kind"] == "admin"} >= {"policy_changed"}
     [record] = [r for r in records if r["kind"] == "request"]
     assert record["guard"] == "flagged" and AWS not in (record["findings"] or "")
+
+
+async def test_encrypted_at_rest_and_read_back_through_the_api(
+    settings: Settings, tmp_path: Path
+) -> None:
+    keys = tmp_path / "audit.keys"
+    keys.write_text(new_key_line() + "\n")
+    configured = dataclasses.replace(settings, audit_key_file=str(keys))
+    async with running_gateway(configured) as gateway:
+        key = await gateway.key()
+        headers = {"x-api-key": key, "x-claude-code-session-id": SESSION}
+        prompt = "the quarterly migration plan for ledger shards " * 20
+        response = await gateway.client.post(
+            "/v1/messages", json=_turn([], prompt), headers=headers
+        )
+        assert response.status_code == 200
+        await _drain(gateway)
+        rows = await gateway.db.fetch_all(
+            sa.select(audit_blocks).where(audit_blocks.c.kind != "admin"), "read blocks"
+        )
+        assert rows and all(r["key_id"] for r in rows)
+        assert not any(b"ledger shards" in r["content"] for r in rows)
+        security = await gateway.key(email="sec@example.com", roles=("security",))
+        transcript = await gateway.client.get(
+            f"/admin/api/v1/audit/sessions/{SESSION}/transcript",
+            params={"format": "md"},
+            headers={"x-api-key": security},
+        )
+        assert transcript.status_code == 200, transcript.text
+        assert "quarterly migration plan for ledger shards" in transcript.text

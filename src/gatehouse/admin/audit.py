@@ -11,7 +11,6 @@ content is itself recorded (an event and an admin record: who, what, how long).
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -43,15 +42,9 @@ class HoldTerms(BaseModel):
 
 def audit_routes(backend: Backend) -> APIRouter:
     router = APIRouter(tags=["audit"])
-    rings: list[Keyring | None] = []
 
     def keyring() -> Keyring | None:
-        """The audit keyring of the running gateway, read once."""
-        if not rings:
-            settings = getattr(backend, "settings", None)
-            path = str(getattr(settings, "audit_key_file", "") or "")
-            rings.append(Keyring.load(Path(path)) if path else None)
-        return rings[0]
+        return backend.audit_keyring
 
     @router.get("/v1/audit/search")
     async def search_route(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from gatehouse.audit.crypto import Keyring
 from gatehouse.identity.principal import Principal
 from gatehouse.ledger.prices import PriceTable
 from gatehouse.store.db import Database
@@ -22,6 +23,10 @@ class Backend(Protocol):
 
     @property
     def prices(self) -> PriceTable: ...
+
+    @property
+    def audit_keyring(self) -> Keyring | None:
+        """The keys that decrypt audit blocks (GATEHOUSE_AUDIT_KEY_FILE); None without."""
 
     @property
     def redis_url(self) -> str:
