@@ -223,7 +223,9 @@ class Services:
             stack.push_async_callback(budgets.close)
             try:
                 screener = load_screener(
-                    settings.guard_rules, classifier=settings.guard_injection_classifier
+                    settings.guard_rules,
+                    classifier=settings.guard_injection_classifier,
+                    cache_dir=settings.data_dir / "cache",
                 )
             except RulesError as exc:
                 raise SettingsError(f"setting 'guard_rules': {exc.message}") from None

@@ -234,3 +234,19 @@ def test_a_body_serialised_differently_is_rewritten_whole(screener: Screener) ->
     outcome = screener.screen(parsed_blocks, DEFAULT_ACTIONS)
     rewritten = rewrite_body(body, request, parsed_blocks, outcome.rewrites)
     assert orjson.loads(rewritten)["messages"][0]["content"] == "é [REDACTED:aws-access-key-id]"
+
+
+def test_the_compiled_database_is_cached_on_disk(rules_file: Path, tmp_path: Path) -> None:
+    ruleset = load_rules(rules_file)
+    cache = tmp_path / "cache"
+    first = Scanner(ruleset, cache_dir=cache)
+    [saved] = cache.iterdir()
+    text = f"acme_0123456789ab {AWS} CONFIDENTIAL"
+    expected = [(h.rule.id, h.start, h.end) for h in first.scan(text)]
+    assert [(h.rule.id, h.start, h.end) for h in Scanner(ruleset, cache_dir=cache).scan(text)] == (
+        expected
+    )
+    saved.write_bytes(b"not a database")  # damaged: compiled again, never trusted
+    assert [(h.rule.id, h.start, h.end) for h in Scanner(ruleset, cache_dir=cache).scan(text)] == (
+        expected
+    )

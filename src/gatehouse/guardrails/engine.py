@@ -19,14 +19,19 @@ two stages did.  Offsets are characters of the text.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ahocorasick
+import orjson
 import re2
 
 from gatehouse.guardrails.rules import Rule, RuleSet
@@ -49,6 +54,9 @@ class Hit:
     value: str
 
 
+_Expressions = tuple[list[str], list[int], list[int]]  # patterns, ids, flags
+
+
 @dataclass(slots=True)
 class _Compiled:
     rule: Rule
@@ -59,8 +67,9 @@ class _Compiled:
 class Scanner:
     """Compiled once per rule set; `scan` is safe to call from any thread."""
 
-    def __init__(self, ruleset: RuleSet) -> None:
+    def __init__(self, ruleset: RuleSet, *, cache_dir: Path | None = None) -> None:
         self.ruleset = ruleset
+        self._cache_dir = cache_dir
         self._rules = [_compile(rule, ruleset.allow) for rule in ruleset.rules]
         self._always: list[int] = []  # rules the prefilter cannot express: always candidates
         by_keyword: dict[str, list[int]] = {}
@@ -115,7 +124,7 @@ class Scanner:
         """One database: each rule's pattern (prefilter mode), then each keyword (a literal)."""
         flags = [_flags(c.rule) for c in self._rules]
         try:
-            return self._database_of(list(range(len(flags))), flags)
+            return self._cached(list(range(len(flags))), flags)
         except hyperscan.error:
             pass
         # Some pattern is beyond Hyperscan: find which, confirm those without the prefilter.
@@ -129,14 +138,42 @@ class Scanner:
         return self._database_of(ids, flags)
 
     def _database_of(self, ids: list[int], flags: list[int]) -> Any:
+        return _database(*self._expressions(ids, flags))
+
+    def _expressions(
+        self, ids: list[int], flags: list[int]
+    ) -> tuple[list[str], list[int], list[int]]:
         count = len(self._rules)
         literal = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SINGLEMATCH
         literal |= hyperscan.HS_FLAG_UTF8
-        return _database(
+        return (
             [self._rules[i].rule.pattern for i in ids] + [re.escape(k) for k in self._keywords],
             ids + [count + k for k in range(len(self._keywords))],
             [flags[i] for i in ids] + [literal] * len(self._keywords),
         )
+
+    def _cached(self, ids: list[int], flags: list[int]) -> Any:
+        """The database of every rule, from ``cache_dir`` when this rule set was compiled before.
+
+        The cache file is named by a digest of every expression, id and flag and of
+        the Hyperscan version, so a changed rule, or another Hyperscan, compiles anew.
+        """
+        expressions = self._expressions(ids, flags)
+        if self._cache_dir is None:
+            return _database(*expressions)
+        key = hashlib.sha256(orjson.dumps([hyperscan.__version__, *expressions])).hexdigest()
+        path = self._cache_dir / f"guardrails-{key[:32]}.hs"
+        with contextlib.suppress(OSError, hyperscan.error):
+            loaded = hyperscan.loadb(path.read_bytes(), hyperscan.HS_MODE_BLOCK)
+            loaded.scratch = hyperscan.Scratch(loaded)  # a loaded database has none
+            return loaded
+        database = _database(*expressions)
+        with contextlib.suppress(OSError):
+            self._cache_dir.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_bytes(hyperscan.dumpb(database))
+            partial.replace(path)
+        return database
 
 
 def _flags(rule: Rule) -> int:
@@ -172,9 +209,9 @@ def loosen(pattern: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def compiled_scanner(ruleset: RuleSet) -> Scanner:
+def compiled_scanner(ruleset: RuleSet, cache_dir: Path | None = None) -> Scanner:
     """One compiled `Scanner` per rule set in this process (compiling takes a while)."""
-    return Scanner(ruleset)
+    return Scanner(ruleset, cache_dir=cache_dir)
 
 
 def _compile(rule: Rule, allow: Sequence[str]) -> _Compiled:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from gatehouse.content import Block, Where, block_texts, replace_texts, where_label
@@ -213,8 +214,13 @@ class Screener:
         return replace_texts(block.value, replaced)
 
 
-def load_screener(rules_file: str = "", *, classifier: bool = False) -> Screener:
-    """The built-in rules plus ``rules_file``; `RulesError` names any mistake in it."""
+def load_screener(
+    rules_file: str = "", *, classifier: bool = False, cache_dir: Path | None = None
+) -> Screener:
+    """The built-in rules plus ``rules_file``; `RulesError` names any mistake in it.
+
+    ``cache_dir`` keeps the compiled rule database between starts.
+    """
     semantic: Classifier | None = None
     if classifier:
         from gatehouse.guardrails.classifier import load_classifier  # optional, heavy
@@ -225,4 +231,5 @@ def load_screener(rules_file: str = "", *, classifier: bool = False) -> Screener
                 "guard_injection_classifier is on but the classifier cannot load: "
                 "install the optional package (pip install 'gatehouse[semantic]')"
             )
-    return Screener(compiled_scanner(load_rules(rules_file or None)), classifier=semantic)
+    scanner = compiled_scanner(load_rules(rules_file or None), cache_dir)
+    return Screener(scanner, classifier=semantic)
