@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from gatehouse.audit.crypto import plaintext
 from gatehouse.policy.document import PathRule, Policy, RepoRule
 from gatehouse.store.policy import PolicyStore
+from gatehouse.store.schema import audit_blocks
 from tests.conftest import Gateway
 
 PAYMENTS = "github.com/acme/payments"
@@ -154,3 +157,17 @@ async def test_count_tokens_carries_the_context_so_the_rules_apply(gateway: Gate
     )
     assert response.status_code == 403, response.text
     assert "deploy/tls.pem" in response.json()["error"]["message"]
+
+
+async def test_the_audit_trail_keeps_what_the_path_rules_left(gateway: Gateway) -> None:
+    await _approve(gateway, PathRule("secrets/**", "redact", "secrets"))
+    key = await gateway.key()
+    response = await gateway.client.post(
+        "/v1/messages", json=_read_loop(f"{ROOT}/secrets/prod.env"), headers=_headers(key)
+    )
+    assert response.status_code == 200
+    await gateway.app.state.services.drainer.flush()  # type: ignore[attr-defined]
+    rows = await gateway.db.fetch_all(sa.select(audit_blocks), "read blocks")
+    contents = [plaintext(r["digest"], r["key_id"], r["content"], None) for r in rows]
+    assert any(b"withheld by path rule" in c for c in contents)
+    assert not any(SECRET.encode() in c for c in contents)

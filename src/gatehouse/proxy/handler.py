@@ -249,7 +249,8 @@ class Exchange(Admission, Trail):
         """Path rules, then the guardrails: the bytes that go upstream."""
         filtered = self._apply_path_rules(body, parsed)
         if filtered is not body:
-            parsed = parse_object(filtered)  # the guardrails read what is forwarded
+            # The guardrails read, and the audit trail keeps, what is forwarded.
+            parsed = self.parsed = parse_object(filtered)
         return self._screen(filtered, parsed)
 
     async def _race(self, body: bytes) -> None:
