@@ -45,7 +45,7 @@ SELECTED_HEADERS = (
     "x-stainless-package-version",
     "x-stainless-runtime-version",
 )
-_BODY_PARTS = frozenset({"system", "tools", "messages"})
+BODY_PARTS = frozenset({"system", "tools", "messages"})
 _DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}
 
 
@@ -225,7 +225,7 @@ class AuditCapture:
             sent = self._sent.get(block.digest)
             if sent is None or now - sent > self._max_age:
                 contents[block.digest] = [block.kind, block.raw.decode()]
-        params = {k: v for k, v in parsed.items() if k not in _BODY_PARTS}
+        params = {k: v for k, v in parsed.items() if k not in BODY_PARTS}
         entry = {
             "kind": AUDIT,
             "v": ENTRY_VERSION,

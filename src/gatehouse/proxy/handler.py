@@ -147,7 +147,7 @@ class Exchange(Admission, Trail):
         self.actions = DEFAULT_ACTIONS
         self.decision = ""
         self.headers: dict[str, str] = {}
-        self.parsed: dict[str, Any] | None = None  # a Messages request: kept by the audit trail
+        self.parsed: dict[str, Any] | None = None  # the Messages request (`Trail._keep`)
         watching = proxy.screener is not None or proxy.audit is not None
         self.assembler = ResponseAssembler() if watching else None
 
@@ -249,9 +249,11 @@ class Exchange(Admission, Trail):
         """Path rules, then the guardrails: the bytes that go upstream."""
         filtered = self._apply_path_rules(body, parsed)
         if filtered is not body:
-            # The guardrails read, and the audit trail keeps, what is forwarded.
-            parsed = self.parsed = parse_object(filtered)
-        return self._screen(filtered, parsed)
+            parsed = parse_object(filtered)  # the guardrails read what is forwarded
+        try:
+            return self._screen(filtered, parsed)
+        finally:
+            self._keep(parsed)
 
     async def _race(self, body: bytes) -> None:
         """Run the upstream exchange against the client's disconnect."""

@@ -14,8 +14,8 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from gatehouse.audit.capture import ResponseAssembler
-from gatehouse.content import Block, replaced
+from gatehouse.audit.capture import BODY_PARTS, ResponseAssembler
+from gatehouse.content import Block, blocks, replaced
 from gatehouse.events import Event
 from gatehouse.guardrails.screen import Finding
 from gatehouse.ledger.usage import UsageRecord
@@ -38,6 +38,19 @@ class Trail:
     parsed: dict[str, Any] | None
     assembler: ResponseAssembler | None
     headers: Mapping[str, str]
+
+    def _keep(self, parsed: dict[str, Any]) -> None:
+        """After screening: keep the blocks as forwarded and the parameters, not the body.
+
+        An open stream holds only what its audit entry needs (the blocks share
+        their strings with nothing else once the parsed body is dropped).
+        """
+        if self.proxy.audit is None:
+            self.parsed = None
+            return
+        if not self.blocks:  # screening failed early, or there is no screener
+            self.blocks = blocks(parsed)
+        self.parsed = {k: v for k, v in parsed.items() if k not in BODY_PARTS}
 
     def _screen_response(self) -> list[Block]:
         """The response's blocks as the audit trail keeps them; findings are flagged."""
@@ -83,6 +96,8 @@ class Trail:
         if capture is None or self.parsed is None:
             return None
         record = self.record
+        # A request refused before screening never left: its envelope, not its content.
+        request_blocks = [] if record.guard == "refused" else self.blocks
         try:
             return capture.entry(
                 request_id=self.request_id,
@@ -105,7 +120,7 @@ class Trail:
                 guard=record.guard,
                 findings=[f.to_dict() for f in self.findings],
                 decision=self.decision,
-                request_blocks=self.blocks or None,
+                request_blocks=request_blocks,
             )
         except Exception as exc:  # noqa: BLE001 - never lose the usage record over it
             log.error("cannot build the audit entry of request %s: %s", self.request_id, exc)
