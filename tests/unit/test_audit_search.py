@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gatehouse.audit.append import rowid_prefix, text_rowid
+from gatehouse.audit.investigate import masked_query
 from gatehouse.audit.search import Filters, Term, parse_query, parse_when
 from gatehouse.errors import InvalidRequest
 
@@ -150,3 +151,11 @@ def test_times_and_filters() -> None:
     where, params = Filters(decision="denied", developer="a@x").clauses()
     assert params["decision_prefix"] == "denied:%" and params["developer"] == "a@x"
     assert all(":" in clause for clause in where)  # values are always bound
+
+
+def test_a_searched_key_is_masked_in_the_record_of_the_search() -> None:
+    key = "AKIA" + "Q3XZ7LPA2MHRTN6W"
+    recorded = masked_query(f'"{key}" deploy timeout')
+    assert key not in recorded
+    assert recorded == '"AKI************ (22 chars) deploy timeout'
+    assert masked_query("retry_after_seconds handler") == "retry_after_seconds handler"

@@ -22,9 +22,9 @@ from gatehouse.admin.auth import Allow, Caller
 from gatehouse.admin.backend import Backend
 from gatehouse.audit import chain, retention
 from gatehouse.audit.crypto import Keyring
-from gatehouse.audit.investigate import SEARCHED, TRANSCRIPT_READ, investigate, record_reading
-from gatehouse.audit.search import Filters, parse_when, search
-from gatehouse.audit.transcript import rebuild, render
+from gatehouse.audit.investigate import investigate, read_transcript, searched
+from gatehouse.audit.search import Filters, parse_when
+from gatehouse.audit.transcript import render
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.identity.roles import PLATFORM_ADMIN, SECURITY
 
@@ -73,17 +73,11 @@ def audit_routes(backend: Backend) -> APIRouter:
             since=parse_when(since, name="since") if since else None,
             until=parse_when(until, name="until") if until else None,
         )
-        found = await search(backend.database, q, filters, limit=limit)
-        given = {k: v for k, v in _filters(filters).items() if v not in ("", None)}
-        await record_reading(
-            backend.database,
-            SEARCHED,
-            actor=caller.email,
-            via="api",
-            subject=f"{caller.email} searched the audit trail",
-            detail={"query": q, "filters": given, "hits": len(found.hits)},
+        found = await searched(
+            backend.database, q, filters, limit=limit, actor=caller.email, via="api"
         )
-        return found.to_json()
+        result: dict[str, Any] = found.to_json()
+        return result
 
     @router.get(
         "/v1/audit/sessions/{session}/transcript",
@@ -98,17 +92,8 @@ def audit_routes(backend: Backend) -> APIRouter:
         """A session's transcript: prompts, answers, tool calls, verdicts, cost and timing."""
         if format not in _MEDIA:
             raise InvalidRequest(f"format {format!r}: choose json, md or html")
-        found = await rebuild(backend.database, session, keyring())
-        await record_reading(
-            backend.database,
-            TRANSCRIPT_READ,
-            actor=caller.email,
-            via="api",
-            subject=f"{caller.email} read the transcript of session {found.session}",
-            detail={"format": format, "requests": len(found.turns)},
-            developer=found.developer,
-            repository=found.repository,
-            session_id=found.session,
+        found = await read_transcript(
+            backend.database, session, keyring(), fmt=format, actor=caller.email, via="api"
         )
         return Response(render(found, format), media_type=_MEDIA[format])
 
@@ -164,7 +149,3 @@ def audit_routes(backend: Backend) -> APIRouter:
         return {"id": hold_id, "released_by": caller.email}
 
     return router
-
-
-def _filters(filters: Filters) -> dict[str, Any]:
-    return {name: getattr(filters, name) for name in Filters.__dataclass_fields__}

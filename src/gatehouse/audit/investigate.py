@@ -12,6 +12,8 @@ leaves a trail of its own.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +21,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from gatehouse.audit.crypto import Keyring
+from gatehouse.audit.search import Filters, SearchResult, search
 from gatehouse.audit.store import admin_entry, write_audit
 from gatehouse.audit.transcript import Transcript, rebuild
 from gatehouse.errors import NotFound
 from gatehouse.events import Event
+from gatehouse.guardrails.engine import mask
 from gatehouse.store.db import Database
 from gatehouse.store.schema import events, row_to_event
 
@@ -31,6 +35,8 @@ TRANSCRIPT_READ = "audit_transcript_read"
 SEARCHED = "audit_searched"
 WINDOW_SECONDS = 30 * 86400  # how far back around the event to list other sessions
 _SESSIONS_SHOWN = 50
+_LETTER = re.compile(r"[A-Za-z]")
+_DIGIT = re.compile(r"[0-9]")
 
 
 @dataclass(slots=True)
@@ -130,6 +136,54 @@ async def investigate(
         session_id=session,
     )
     return found
+
+
+async def searched(
+    db: Database, query: str, filters: Filters, *, limit: int, actor: str, via: str
+) -> SearchResult:
+    """`search`, recorded as a reading (the query's long tokens masked: it may be a key)."""
+    found = await search(db, query, filters, limit=limit)
+    given = {k: v for k, v in dataclasses.asdict(filters).items() if v not in ("", None)}
+    await record_reading(
+        db,
+        SEARCHED,
+        actor=actor,
+        via=via,
+        subject=f"{actor} searched the audit trail",
+        detail={"query": masked_query(query), "filters": given, "hits": len(found.hits)},
+    )
+    return found
+
+
+async def read_transcript(
+    db: Database, session: str, keyring: Keyring | None, *, fmt: str, actor: str, via: str
+) -> Transcript:
+    """`rebuild`, recorded as a reading."""
+    found = await rebuild(db, session, keyring)
+    await record_reading(
+        db,
+        TRANSCRIPT_READ,
+        actor=actor,
+        via=via,
+        subject=f"{actor} read the transcript of session {found.session}",
+        detail={"format": fmt, "requests": len(found.turns)},
+        developer=found.developer,
+        repository=found.repository,
+        session_id=found.session,
+    )
+    return found
+
+
+def masked_query(query: str) -> str:
+    """The query as recorded: a token that looks like a credential is masked.
+
+    Investigators search for the leaked key itself; the record of the search must
+    not become one more copy of it.
+    """
+    return " ".join(
+        mask(word) if len(word) >= 12 and _LETTER.search(word) and _DIGIT.search(word) else word
+        for word in query.split()
+    )
 
 
 async def record_reading(

@@ -26,14 +26,13 @@ from rich.text import Text
 from gatehouse.audit import chain, retention
 from gatehouse.audit.crypto import Keyring
 from gatehouse.audit.investigate import (
-    SEARCHED,
-    TRANSCRIPT_READ,
     Investigation,
     investigate,
-    record_reading,
+    read_transcript,
+    searched,
 )
-from gatehouse.audit.search import MARK_END, MARK_START, Filters, SearchResult, parse_when, search
-from gatehouse.audit.transcript import FORMATS, Transcript, money, rebuild, render
+from gatehouse.audit.search import MARK_END, MARK_START, Filters, SearchResult, parse_when
+from gatehouse.audit.transcript import FORMATS, Transcript, money, render
 from gatehouse.cli.common import err, fail, os_user, out, refusals, with_database
 from gatehouse.errors import InvalidRequest
 from gatehouse.settings import Settings
@@ -92,16 +91,8 @@ def search_command(
         )
 
         async def go(db: Database) -> SearchResult:
-            found = await search(db, query, filters, limit=limit)
-            await record_reading(
-                db,
-                SEARCHED,
-                actor=by or os_user(),
-                via="cli",
-                subject=f"{by or os_user()} searched the audit trail",
-                detail={"query": query, "filters": _given(filters), "hits": len(found.hits)},
-            )
-            return found
+            actor = by or os_user()
+            return await searched(db, query, filters, limit=limit, actor=actor, via="cli")
 
         result = with_database(Settings.load(), go)
     if as_json:
@@ -143,19 +134,8 @@ def transcript_command(
         ring = keyring(settings)
 
         async def go(db: Database) -> Transcript:
-            found = await rebuild(db, session, ring)
-            await record_reading(
-                db,
-                TRANSCRIPT_READ,
-                actor=by or os_user(),
-                via="cli",
-                subject=f"{by or os_user()} read the transcript of session {found.session}",
-                detail={"format": fmt, "requests": len(found.turns)},
-                developer=found.developer,
-                repository=found.repository,
-                session_id=found.session,
-            )
-            return found
+            actor = by or os_user()
+            return await read_transcript(db, session, ring, fmt=fmt, actor=actor, via="cli")
 
         text = render(with_database(settings, go), fmt)
     _write(text, output)
@@ -382,10 +362,6 @@ def _marked(snippet: str) -> Text:
     for i, piece in enumerate(snippet.replace(MARK_END, MARK_START).split(MARK_START)):
         text.append(piece, style="bold yellow" if i % 2 else "")
     return text
-
-
-def _given(filters: Filters) -> dict[str, object]:
-    return {k: v for k, v in dataclasses.asdict(filters).items() if v not in ("", None)}
 
 
 def _time(ts: float) -> str:
