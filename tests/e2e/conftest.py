@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import orjson
 import pytest
 
 from gatehouse.cli.processes import free_port, wait_for_port
+from gatehouse.guardrails.engine import Scanner
+from gatehouse.guardrails.rules import load_rules
 
 
 @dataclass
@@ -80,8 +83,25 @@ class GatewayProcess:
         return [orjson.loads(line) for line in lines]
 
 
+@pytest.fixture(scope="session")
+def compiled_rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in guardrail rules compiled once; each gateway's data dir starts with them.
+
+    A gateway keeps its compiled rules in ``<data_dir>/cache``; without this every
+    gateway these tests start would compile them again (1.5 s each).
+    """
+    cache = tmp_path_factory.mktemp("guardrails-cache")
+    Scanner(load_rules(), cache_dir=cache)
+    return cache
+
+
+def _seed(data_dir: Path, compiled: Path) -> None:
+    shutil.copytree(compiled, data_dir / "cache")
+
+
 @pytest.fixture
-def gateway_process(tmp_path: Path, sim_url: str) -> Iterator[GatewayProcess]:
+def gateway_process(tmp_path: Path, sim_url: str, compiled_rules: Path) -> Iterator[GatewayProcess]:
+    _seed(tmp_path / "data", compiled_rules)
     env = {
         **os.environ,
         "GATEHOUSE_DATA_DIR": str(tmp_path / "data"),
@@ -99,7 +119,9 @@ def gateway_process(tmp_path: Path, sim_url: str) -> Iterator[GatewayProcess]:
 
 
 @pytest.fixture
-def make_gateway(tmp_path: Path, sim_url: str) -> Iterator[Callable[..., GatewayProcess]]:
+def make_gateway(
+    tmp_path: Path, sim_url: str, compiled_rules: Path
+) -> Iterator[Callable[..., GatewayProcess]]:
     """Gateways with extra settings (``approved_models="claude-sonnet-*"`` sets
     GATEHOUSE_APPROVED_MODELS), not yet started: create keys first, then ``start()``
     — a started gateway has every key in its snapshot.  The allow-list observes
@@ -109,6 +131,7 @@ def make_gateway(tmp_path: Path, sim_url: str) -> Iterator[Callable[..., Gateway
     def make(**settings: str) -> GatewayProcess:
         home = tmp_path / f"gateway-{len(made)}"
         home.mkdir()
+        _seed(home / "data", compiled_rules)
         # The machine's own GATEHOUSE_* settings must not change what a test asserts.
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
         env.update(
