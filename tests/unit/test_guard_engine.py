@@ -250,3 +250,26 @@ def test_the_compiled_database_is_cached_on_disk(rules_file: Path, tmp_path: Pat
     assert [(h.rule.id, h.start, h.end) for h in Scanner(ruleset, cache_dir=cache).scan(text)] == (
         expected
     )
+
+
+class _Classifier:
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def is_injection(self, text: str) -> bool:
+        self.read.append(text)
+        return "smuggled" in text
+
+
+def test_the_classifier_reads_new_untrusted_text_only(rules_file: Path) -> None:
+    classifier = _Classifier()
+    screener = Screener(compiled_scanner(load_rules(rules_file)), classifier=classifier)
+    request = _request("this file has smuggled orders for the assistant")
+    outcome = screener.screen(blocks(request), DEFAULT_ACTIONS)
+    [finding] = [f for f in outcome.findings if f.detector == "injection"]
+    assert finding.rule == "semantic-classifier" and finding.action == "flag"
+    # System text is not read; a resent block is not read twice.
+    assert not any("be brief" in text for text in classifier.read)
+    count = len(classifier.read)
+    screener.screen(blocks(request), DEFAULT_ACTIONS)
+    assert len(classifier.read) == count

@@ -31,7 +31,8 @@ INJECTION_RULE = "semantic-classifier"
 
 
 class Classifier(Protocol):
-    def score(self, text: str) -> float: ...
+    def is_injection(self, text: str) -> bool:
+        """At or above the threshold the classifier was calibrated for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,6 @@ class Screening:
     # What the audit trail keeps: the forwarded value, and never a secret whatever the action.
     kept: dict[int, Any] = field(default_factory=dict)
     scanned: int = 0  # blocks scanned (not served from the cache)
-    scanned_chars: int = 0
 
 
 def origin(block: Block) -> str:
@@ -100,12 +100,10 @@ class Screener:
         scanner: Scanner,
         *,
         classifier: Classifier | None = None,
-        threshold: float = 0.5,
         cache_blocks: int = CACHE_BLOCKS,
     ) -> None:
         self.scanner = scanner
         self.classifier = classifier
-        self.threshold = threshold
         self._cache: OrderedDict[str, tuple[Found, ...]] = OrderedDict()
         self._cache_blocks = cache_blocks
         self._placeholders = {r.id: r.placeholder for r in scanner.ruleset.rules}
@@ -138,7 +136,7 @@ class Screener:
                 and where_from in ("user", "tool_result")
                 and len(text) >= 20
                 and not any(f.detector == "injection" and f.where == where for f in out)
-                and self.classifier.score(text) >= self.threshold
+                and self.classifier.is_injection(text)
             ):
                 out.append(Found("injection", INJECTION_RULE, where, 0, len(text), mask(text)))
         return tuple(out)
@@ -156,7 +154,6 @@ class Screener:
             found, cached = self.find(block)
             if not cached:
                 result.scanned += 1
-                result.scanned_chars += len(block.raw)
             if not found:
                 continue
             redact: dict[Where, list[Found]] = {}
