@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from gatehouse.guardrails.screen import Screener
 from gatehouse.policy.document import Policy
@@ -16,6 +17,7 @@ from gatehouse.policy.guardactions import GuardActions
 from gatehouse.settings import Settings
 from gatehouse.store.guard import guard_verdicts
 from gatehouse.store.policy import PolicyStore
+from gatehouse.store.schema import audit_records
 from tests.conftest import Gateway, running_gateway
 
 AWS = "AKIA" + "Q3XZ7LPA2MHRTN6W"
@@ -143,6 +145,10 @@ async def test_a_scanner_failure_is_recorded_and_fails_as_configured(
         assert record.guard == "error"
         [event] = await _events(gateway, "guardrail_error")
         assert event.severity == "critical" and AWS not in orjson.dumps(event.to_dict()).decode()
+        # Unscreened content is not kept: the audit trail has the record, not the blocks.
+        query = sa.select(audit_records).where(audit_records.c.kind == "request")
+        [audited] = await gateway.db.fetch_all(query, "read audit records")
+        assert (audited["guard"], orjson.loads(audited["tail"])) == ("error", [])
 
 
 async def test_operator_markers_from_the_rules_file(settings: Settings, tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ class Trail:
         if self.proxy.audit is None:
             self.parsed = None
             return
-        if not self.blocks:  # screening failed early, or there is no screener
+        if not self.blocks and self.proxy.screener is None:
             self.blocks = blocks(parsed)
         self.parsed = {k: v for k, v in parsed.items() if k not in BODY_PARTS}
 
@@ -96,8 +96,9 @@ class Trail:
         if capture is None or self.parsed is None:
             return None
         record = self.record
-        # A request refused before screening never left: its envelope, not its content.
-        request_blocks = [] if record.guard == "refused" else self.blocks
+        # Refused before screening (it never left) or unscreened (the scanner failed, so
+        # it may hold a secret): the envelope, not the content.
+        request_blocks = [] if record.guard in ("refused", "error") else self.blocks
         try:
             return capture.entry(
                 request_id=self.request_id,
