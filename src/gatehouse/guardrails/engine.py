@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import hashlib
 import logging
 import os
@@ -216,10 +215,21 @@ def loosen(pattern: str) -> str:
     )
 
 
-@functools.lru_cache(maxsize=8)
+_COMPILED: dict[RuleSet, Scanner] = {}
+
+
 def compiled_scanner(ruleset: RuleSet, cache_dir: Path | None = None) -> Scanner:
-    """One compiled `Scanner` per rule set in this process (compiling takes a while)."""
-    return Scanner(ruleset, cache_dir=cache_dir)
+    """One compiled `Scanner` per rule set in this process (compiling takes a while).
+
+    ``cache_dir`` is where a compiled database is looked for first and kept; a rule
+    set this process compiled already is reused whatever ``cache_dir`` says.
+    """
+    scanner = _COMPILED.get(ruleset)
+    if scanner is None:
+        if len(_COMPILED) >= 8:
+            _COMPILED.clear()
+        scanner = _COMPILED[ruleset] = Scanner(ruleset, cache_dir=cache_dir)
+    return scanner
 
 
 def _compile(rule: Rule, allow: Sequence[str]) -> _Compiled:
