@@ -111,12 +111,15 @@ class Screener:
 
     def find(self, block: Block) -> tuple[tuple[Found, ...], bool]:
         """The findings in ``block`` and whether they came from the cache."""
-        cached = self._cache.get(block.digest)
+        # Rules read some origins only: the same text as a tool result and as a prompt
+        # can have different findings.
+        key = block.digest + origin(block)
+        cached = self._cache.get(key)
         if cached is not None:
-            self._cache.move_to_end(block.digest)
+            self._cache.move_to_end(key)
             return cached, True
         found = self._scan(block)
-        self._cache[block.digest] = found
+        self._cache[key] = found
         if len(self._cache) > self._cache_blocks:
             self._cache.popitem(last=False)
         return found, False
