@@ -43,6 +43,10 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+Format = Annotated[str, typer.Option("--format", help="md, json or html.")]
+Output = Annotated[
+    Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
+]
 By = Annotated[
     str | None, typer.Option("--by", help="Who is reading or acting (default: your OS user).")
 ]
@@ -120,18 +124,13 @@ def search_command(
 @app.command("transcript")
 def transcript_command(
     session: Annotated[str, typer.Argument(help="The session id (from search or usage).")],
-    fmt: Annotated[str, typer.Option("--format", help="md, json or html.")] = "md",
-    output: Annotated[
-        Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
-    ] = None,
+    fmt: Format = "md",
+    output: Output = None,
     by: By = None,
 ) -> None:
     """A session's conversation as the developer lived it, with verdicts, cost and timing."""
     with refusals():
-        if fmt not in FORMATS:
-            raise InvalidRequest(f"--format {fmt!r}: choose md, json or html")
-        settings = Settings.load()
-        ring = keyring(settings)
+        settings, ring = _reading(fmt)
 
         async def go(db: Database) -> Transcript:
             actor = by or os_user()
@@ -146,18 +145,13 @@ def investigate_command(
     event_id: Annotated[
         str, typer.Argument(help="An event id (guardrail, policy…) or a request id (gh_…).")
     ],
-    fmt: Annotated[str, typer.Option("--format", help="md, json or html.")] = "md",
-    output: Annotated[
-        Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
-    ] = None,
+    fmt: Format = "md",
+    output: Output = None,
     by: By = None,
 ) -> None:
     """From one event to the transcript, the developer, the repository and their other sessions."""
     with refusals():
-        if fmt not in FORMATS:
-            raise InvalidRequest(f"--format {fmt!r}: choose md, json or html")
-        settings = Settings.load()
-        ring = keyring(settings)
+        settings, ring = _reading(fmt)
         found = with_database(
             settings,
             lambda db: investigate(db, event_id, actor=by or os_user(), via="cli", keyring=ring),
@@ -366,6 +360,14 @@ def _marked(snippet: str) -> Text:
 
 def _time(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _reading(fmt: str) -> tuple[Settings, Keyring | None]:
+    """What a transcript or an investigation needs: a known format, settings, the keyring."""
+    if fmt not in FORMATS:
+        raise InvalidRequest(f"--format {fmt!r}: choose md, json or html")
+    settings = Settings.load()
+    return settings, keyring(settings)
 
 
 def _write(text: str, output: Path | None) -> None:
